@@ -232,7 +232,7 @@ def pretrain_run_config(wildcards):
 
 
 def pretrain_model():
-    return f"results/models/pretrain/{config['pretrain']['size']}"
+    return f"results/models/pretrain/{config['pretrain']['size']}/summary.json"
 
 
 def all_targets(wildcards):

@@ -14,6 +14,7 @@ rule download:
         downloaded("resources/{cell_line}/{file}"),
     log:
         "logs/download/{cell_line}/{file}.log",
+    localrule: config["download"]["localrule"]
     conda:
         "../envs/hicmix.yaml"
     threads: 1

@@ -25,7 +25,11 @@ rule pretrain:
         tiles=pretrain_tiles,
         config="results/models/pretrain/{size}.run_config.yaml",
     output:
-        directory("results/models/pretrain/{size}"),
+        # Files, not directory(): Snakemake deletes the outputs of a failed or incomplete job, and the
+        # checkpoints/ folder beside them must survive so that the rerun resumes (hicmix pretrain --resume).
+        model="results/models/pretrain/{size}/model.pt",
+        card="results/models/pretrain/{size}/card.json",
+        summary="results/models/pretrain/{size}/summary.json",
     log:
         "logs/pretrain/{size}.log",
     benchmark:
@@ -40,6 +44,7 @@ rule pretrain:
     params:
         tiles=lambda wc, input: " ".join(f"--tiles {q(path)}" for path in input.tiles),
         gpus=config["pretrain"]["gpus"],
+        out=lambda wc, output: os.path.dirname(output.model),
     shell:
-        "hicmix pretrain {params.tiles} --config {input.config:q} --out {output:q}"
+        "hicmix pretrain {params.tiles} --config {input.config:q} --out {params.out:q}"
         " --gpus {params.gpus} > {log} 2>&1"

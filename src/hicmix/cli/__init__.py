@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "tiles": "hicmix.cli.tiles:tiles",
     "qc": "hicmix.cli.qc:qc",
     "pretrain": "hicmix.cli.pretrain:pretrain",
+    "finetune": "hicmix.cli.finetune:finetune",
 }
 
 

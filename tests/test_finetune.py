@@ -1,0 +1,428 @@
+"""Fine-tuning on a tiny simulated genome: outputs, val-only selection, test coverage, pretrained
+loading and refusal, determinism, hicmap mode rule, augmentation, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hicmix import TILE_FORMAT_VERSION
+from hicmix.balance import balance_hic
+from hicmix.cli import cli
+from hicmix.errors import ConfigError, InputError
+from hicmix.evaluate import METRIC_COLUMNS
+from hicmix.finetune import (
+    EXPRESSION_COLUMNS,
+    HISTORY_COLUMNS,
+    LOOP_PREDICTION_COLUMNS,
+    FinetuneConfig,
+    finetune,
+    flip_strand,
+    load_finetuned,
+    model_inputs,
+    predict_windows,
+    write_finetune_config,
+)
+from hicmix.pretrain import pretrain
+from hicmix.simulate import SimParams, simulate_genome
+from hicmix.tiles import TileDataset, tile_cell_line
+
+RES, W, SUBBIN = 10_000, 16, 1000  # P = 10
+SPLIT = {"val": ["chr2"], "test": ["chr3"]}
+RUN = {
+    "size": "tiny",
+    "lr": 3e-3,
+    "batch_size": 8,
+    "max_epochs": 3,
+    "patience": 0,
+    "warmup_steps": 2,
+    "num_workers": 0,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """chr1 4 Mb (train), chr2 3 Mb (val), chr3 3 Mb (test); extra loops for a usable loop set."""
+    root = tmp_path_factory.mktemp("finetune_genome")
+    sim = simulate_genome(
+        root / "sim",
+        cell_lines=["SIMA"],
+        seed=0,
+        chrom_lengths_mb=[4, 3, 3],
+        params=SimParams(extra_loops_per_tad=6.0),
+        progress=False,
+    )
+    balance_hic(sim["hic"]["SIMA"], root / "SIMA.cool", RES)
+    common = {
+        "assembly": "sim1",
+        "hic": root / "SIMA.cool",
+        "expected": root / "SIMA.expected.tsv",
+        "tracks": sim["tracks"]["SIMA"],
+        "loops": sim["loops"]["SIMA"],
+        "genes": sim["genes"],
+        "expression_column": "SIMA",
+        "splits": SPLIT,
+        "window_bins": W,
+        "stride_bins": 4,
+        "subbin_bp": SUBBIN,
+        "progress": False,
+    }
+    tile_cell_line(cell_line="SIMA", out=root / "tiles" / "SIMA", **common)
+    # the same maps tiled under another name: a stand-in target for cross-cell transfer
+    tile_cell_line(cell_line="SIMB", out=root / "tiles" / "SIMB", kinds=["loops"], **common)
+    return {"root": root, "tiles": root / "tiles" / "SIMA", "other": root / "tiles" / "SIMB"}
+
+
+@pytest.fixture(scope="module")
+def config(genome: dict) -> Path:
+    return write_finetune_config(RUN, genome["root"] / "finetune.yaml")
+
+
+@pytest.fixture(scope="module")
+def loops_run(genome: dict, config: Path) -> Path:
+    out = genome["root"] / "loops"
+    finetune(
+        "loops", "bimodal", [genome["tiles"]], None, config, out, 0, None, "cpu", max_epochs=8,
+        progress=False,
+    )  # fmt: skip
+    return out
+
+
+def _index(tiles: Path, kind: str, split: str) -> pd.DataFrame:
+    index = pd.read_csv(tiles / kind / "index.tsv", sep="\t", dtype={"gene_id": str})
+    return index[index["split"] == split]
+
+
+def _metrics(out: Path) -> pd.DataFrame:
+    table = pd.read_csv(out / "metrics.tsv", sep="\t")
+    assert tuple(table.columns) == METRIC_COLUMNS
+    return table
+
+
+def _metric(table: pd.DataFrame, split: str, name: str, cell: str = "SIMA") -> float:
+    row = table[
+        (table["split"] == split) & (table["metric"] == name) & (table["cell_line"] == cell)
+    ]
+    assert len(row) == 1, (split, name, cell)
+    return float(row["value"].iloc[0])
+
+
+def _check_selection(out: Path, metric: str) -> None:
+    """The kept epoch is the first argmax of the val metric, and its val score is reproduced."""
+    history = pd.read_csv(out / "history.csv")
+    assert tuple(history.columns) == HISTORY_COLUMNS
+    summary = json.loads((out / "summary.json").read_text())
+    best = int(history["epoch"].iloc[int(np.nanargmax(history["val_metric"].to_numpy()))])
+    assert summary["best_epoch"] == best
+    assert summary["selection_metric"] == metric
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert card["epoch"] == best and card["selection_metric"] == metric
+    val = _metric(_metrics(out), "val", metric)
+    assert val == pytest.approx(history["val_metric"].max(), abs=1e-9)
+    assert card["metrics"]["val"][metric] == pytest.approx(val, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- loops
+def test_loops_outputs_selection_and_test_coverage(loops_run: Path, genome: dict):
+    out = loops_run
+    for name in (
+        "history.csv",
+        "predictions.tsv",
+        "metrics.tsv",
+        "summary.json",
+        "run_config.yaml",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "model" / "model.pt").is_file()
+    _check_selection(out, "auroc")
+    pred = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert tuple(pred.columns) == LOOP_PREDICTION_COLUMNS
+    assert pred["score"].between(0, 1).all()
+    for split in ("val", "test"):
+        mine = pred[pred["split"] == split]
+        index = _index(genome["tiles"], "loops", split)
+        keys = ["chrom", "bin_x", "bin_y", "label"]
+        got = sorted(map(tuple, mine[keys].to_numpy().tolist()))
+        assert got == sorted(map(tuple, index[keys].to_numpy().tolist()))
+        assert (mine["distance"] == mine["bin_y"] - mine["bin_x"]).all()
+    assert set(pred.loc[pred["split"] == "test", "chrom"]) == {"chr3"}
+    metrics = _metrics(out)
+    assert set(metrics["method"]) == {"hicmix-bimodal-nonpre"}
+    assert set(metrics["split"]) == {"val", "test"}
+    assert set(metrics["train_cell_line"]) == {"SIMA"} and set(metrics["seed"]) == {0}
+    for name in ("f1", "precision", "recall", "auroc", "auprc", "n", "n_pos"):
+        assert name in set(metrics["metric"])
+    # planted dots: the bimodal model ranks test loops above the negatives
+    assert _metric(metrics, "test", "auroc") > 0.6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["variant"] == "NonPre" and summary["pretrained"] is None
+    assert summary["n_test_samples"] == {"SIMA": len(_index(genome["tiles"], "loops", "test"))}
+
+
+def test_card_and_reloaded_model_reproduce_predictions(loops_run: Path, genome: dict):
+    card = json.loads((loops_run / "model" / "card.json").read_text())
+    assert (card["task"], card["mode"], card["seed"], card["variant"]) == (
+        "loops",
+        "bimodal",
+        0,
+        "NonPre",
+    )
+    assert card["geometry"] == {
+        "window_bins": W,
+        "positions_per_bin": RES // SUBBIN,
+        "n_channels": 5,
+    }
+    assert card["transforms"]["track_transform"] == "log2p1"
+    assert card["tile_format_version"] == TILE_FORMAT_VERSION
+    assert card["cell_lines"] == ["SIMA"] and card["pretrained"] is None
+    model, card = load_finetuned(loops_run / "model", genome["tiles"])
+    test = TileDataset([genome["tiles"]], "loops", ["test"])
+    pred = predict_windows(model, test, "loops", "bimodal", 5, "cpu")
+    saved = pd.read_csv(loops_run / "predictions.tsv", sep="\t")
+    saved = saved[saved["split"] == "test"]["score"].to_numpy()
+    np.testing.assert_allclose(pred["score"], saved, rtol=1e-5, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- selection order
+def test_test_split_read_only_after_selection(genome: dict, config: Path, monkeypatch, tmp_path):
+    """Every validation happens before any test-split dataset exists (selection sees val only)."""
+    import hicmix.finetune as ft
+
+    events: list[str] = []
+    real_init, real_validate = TileDataset.__init__, ft._Run._validate
+
+    def spy_init(self, tile_dirs, kind, splits):
+        events.append("dataset:" + ",".join([splits] if isinstance(splits, str) else splits))
+        real_init(self, tile_dirs, kind, splits)
+
+    def spy_validate(self):
+        events.append("validate")
+        return real_validate(self)
+
+    monkeypatch.setattr(TileDataset, "__init__", spy_init)
+    monkeypatch.setattr(ft._Run, "_validate", spy_validate)
+    finetune("expression", "tracks_only", [genome["tiles"]], None, config, tmp_path, 3,
+             device="cpu", max_epochs=2, progress=False)  # fmt: skip
+    assert events.count("validate") == 2
+    first_test = events.index("dataset:test")
+    assert first_test > max(i for i, e in enumerate(events) if e == "validate")
+    assert all("test" not in e for e in events[:first_test])
+
+
+# ----------------------------------------------------------------------------- hicmap
+def test_hicmap_windows_and_no_hic_input(genome: dict, config: Path, tmp_path: Path):
+    out = tmp_path / "hicmap"
+    finetune("hicmap", "tracks_only", [genome["tiles"]], None, config, out, 0, device="cpu",
+             max_epochs=2, progress=False)  # fmt: skip
+    _check_selection(out, "distance_pearson_mean")
+    history = pd.read_csv(out / "history.csv")
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    with h5py.File(out / "predictions.h5", "r") as handle:
+        split = handle["split"].asstr()[:]
+        assert handle["pred"].shape == handle["true"].shape == handle["mask"].shape
+        assert handle["pred"].shape[1:] == (W, W)
+        pred, true = handle["pred"][:], handle["true"][:]
+        genes, chrom = handle["gene_id"].asstr()[:], handle["chrom"].asstr()[:]
+    np.testing.assert_allclose(pred, pred.transpose(0, 2, 1), atol=1e-6)  # diagonal windows
+    for name in ("val", "test"):
+        index = _index(genome["tiles"], "tss", name)
+        assert sorted(genes[split == name]) == sorted(index["gene_id"])
+    assert set(chrom[split == "test"]) == {"chr3"}
+    assert (true >= 0).all() and (pred >= 0).all() and (pred <= 1).all()
+    metrics = _metrics(out)
+    assert set(metrics["method"]) == {"hicmix-tracks_only-nonpre"}
+    names = set(metrics["metric"])
+    assert {"distance_pearson_mean", "pixel_pearson", "r2_pooled", "r2_window_mean"} <= names
+    assert {f"pearson_d{d:02d}" for d in range(W)} <= names
+    # the Hi-C patch is the target, never an input: scrambling it leaves predictions unchanged
+    model, _ = load_finetuned(out / "model", genome["tiles"])
+    data = TileDataset([genome["tiles"]], "tss", ["test"])
+    batch = torch.utils.data.default_collate([data[i] for i in range(6)])
+    assert "hic" not in model_inputs(batch, "tracks_only", torch.device("cpu"))
+
+    class Scrambled(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            item = dict(data[i])
+            item["hic"] = torch.rand_like(item["hic"])
+            return item
+
+    a = predict_windows(
+        model, torch.utils.data.Subset(data, range(6)), "hicmap", "tracks_only", 3, "cpu"
+    )
+    b = predict_windows(model, Scrambled(), "hicmap", "tracks_only", 3, "cpu")
+    np.testing.assert_array_equal(a["pred"], b["pred"])
+    np.testing.assert_allclose(a["pred"], pred[split == "test"][:6], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bimodal", "hic_only"])
+def test_hicmap_refuses_modes_with_hic_input(genome: dict, config: Path, tmp_path: Path, mode):
+    with pytest.raises(ConfigError, match="tracks_only"):
+        finetune("hicmap", mode, [genome["tiles"]], None, config, tmp_path, 0, device="cpu")
+    assert not (tmp_path / "summary.json").exists()
+
+
+# ----------------------------------------------------------------------------- expression
+def test_expression_outputs_and_determinism(genome: dict, config: Path, tmp_path: Path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        finetune("expression", "bimodal", [genome["tiles"]], None, config, out, 7, device="cpu",
+                 max_epochs=2, progress=False)  # fmt: skip
+        runs.append(out)
+    a, b = runs
+    assert (a / "metrics.tsv").read_bytes() == (b / "metrics.tsv").read_bytes()
+    assert (a / "expression.tsv").read_bytes() == (b / "expression.tsv").read_bytes()
+    _check_selection(a, "pearson")
+    history = pd.read_csv(a / "history.csv")
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]  # it does train
+    table = pd.read_csv(a / "expression.tsv", sep="\t", dtype={"gene_id": str})
+    assert tuple(table.columns) == EXPRESSION_COLUMNS
+    for name in ("val", "test"):
+        index = _index(genome["tiles"], "tss", name)
+        mine = table[table["split"] == name]
+        assert sorted(mine["gene_id"]) == sorted(index["gene_id"])
+        merged = mine.merge(index, on="gene_id")
+        np.testing.assert_allclose(merged["truth"], merged["expression"], rtol=1e-5)
+    metrics = _metrics(a)
+    assert set(metrics["seed"]) == {7}
+    for name in ("pearson", "spearman", "r2", "mse", "above_median_auroc", "above_median_auprc"):
+        assert np.isfinite(_metric(metrics, "test", name)), name
+    train = _index(genome["tiles"], "tss", "train")["expression"]
+    card = json.loads((a / "model" / "card.json").read_text())
+    assert card["label_standardisation"]["mean"] == pytest.approx(train.mean())
+    assert card["label_standardisation"]["sd"] == pytest.approx(train.std(ddof=0))
+    assert card["train_median"] == pytest.approx(train.median())
+    test = table[table["split"] == "test"]
+    n_pos = int((test["truth"] > train.median()).sum())
+    assert _metric(metrics, "test", "above_median_n_pos") == n_pos
+
+
+# ----------------------------------------------------------------------------- pre-trained
+@pytest.fixture(scope="module")
+def pretrained(genome: dict) -> Path:
+    out = genome["root"] / "pretrained"
+    run = {
+        "size": "tiny", "seed": 0, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1,
+        "max_steps": 3, "contrastive_only_steps": 1, "checkpoint_every": 100, "log_every": 1,
+        "val_every": 0, "num_workers": 0,
+    }  # fmt: skip
+    pretrain([genome["tiles"]], run, out, device="cpu", progress=False)
+    return out
+
+
+def test_pretrained_encoders_loaded(genome: dict, config: Path, pretrained: Path, tmp_path: Path):
+    out = tmp_path / "pre"
+    summary = finetune("loops", "bimodal", [genome["tiles"]], None, config, out, 0, pretrained,
+                       "cpu", max_epochs=1, progress=False)  # fmt: skip
+    assert summary["variant"] == "pretrained" and summary["method"] == "hicmix-bimodal"
+    assert (
+        summary["load_report"].startswith("loaded ") and "loaded 0 " not in summary["load_report"]
+    )
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert card["pretrained"] == str(pretrained) and card["load_report"]["loaded"] > 10
+    assert card["load_report"]["mismatched"] == []
+    assert set(_metrics(out)["method"]) == {"hicmix-bimodal"}
+
+
+def test_mismatched_checkpoint_refused(genome: dict, config: Path, pretrained: Path, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(pretrained, bad, ignore=shutil.ignore_patterns("checkpoints"))
+    card = json.loads((bad / "card.json").read_text())
+    card["transforms"]["track_transform"] = "none"  # pre-trained on raw tracks (defect D3)
+    card["geometry"]["positions_per_bin"] = 20
+    (bad / "card.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="does not fit these tiles") as caught:
+        finetune("loops", "bimodal", [genome["tiles"]], None, config, tmp_path / "o", 0, bad,
+                 "cpu", max_epochs=1, progress=False)  # fmt: skip
+    assert "positions_per_bin is 20" in str(caught.value)
+    assert "track_transform is 'none'" in str(caught.value)
+    small = write_finetune_config({**RUN, "size": "base"}, tmp_path / "base.yaml")
+    with pytest.raises(ConfigError, match="size: tiny"):
+        finetune("loops", "bimodal", [genome["tiles"]], None, small, tmp_path / "o", 0,
+                 pretrained, "cpu", max_epochs=1, progress=False)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- units
+def test_flip_strand_is_an_involution_and_exact_on_diagonal_windows():
+    torch.manual_seed(0)
+    hic = torch.rand(3, 1, 6, 6)
+    hic = hic + hic.transpose(-1, -2)
+    tracks = torch.rand(3, 2, 24)
+    batch = {"hic": hic, "hic_mask": torch.ones_like(hic), "tracks": tracks, "label": torch.ones(3)}
+    flip = torch.tensor([True, False, True])
+    once = flip_strand(batch, flip)
+    torch.testing.assert_close(once["hic"][0, 0], hic[0, 0].flip(0, 1))
+    torch.testing.assert_close(once["hic"][1], hic[1])
+    torch.testing.assert_close(once["tracks"][0, :, :12], tracks[0, :, 12:].flip(-1))
+    patch = torch.rand(1, 1, 6, 6)  # off-diagonal: the column anchor becomes the row anchor
+    flipped = flip_strand({"hic": patch, "tracks": tracks[:1]}, torch.tensor([True]))["hic"][0, 0]
+    assert all(flipped[a, b] == patch[0, 0, 5 - b, 5 - a] for a in range(6) for b in range(6))
+    twice = flip_strand(once, flip)
+    for key in ("hic", "tracks"):
+        torch.testing.assert_close(twice[key], batch[key])
+
+
+def test_config_validation(tmp_path: Path):
+    path = write_finetune_config({"size": "tiny"}, tmp_path / "c.yaml")
+    cfg = FinetuneConfig.from_yaml(path)
+    assert (cfg.lr, cfg.augment, cfg.precision) == (1e-4, False, "auto")
+    with pytest.raises(ConfigError, match="unknown key"):
+        FinetuneConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ConfigError, match="precision"):
+        FinetuneConfig.from_dict({"precision": "fp8"})
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_cross_cell_and_refusal(genome: dict, tmp_path: Path):
+    cfg = write_finetune_config({**RUN, "augment": True}, tmp_path / "aug.yaml")
+    out = tmp_path / "cli"
+    args = ["finetune", "--task", "loops", "--mode", "tracks_only", "--tiles", str(genome["tiles"]),
+            "--test-tiles", str(genome["other"]), "--config", str(cfg), "--seed", "1",
+            "--out", str(out), "--device", "cpu", "--max-epochs", "1", "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "hicmix-tracks_only-nonpre loops: best epoch 1" in result.output
+    metrics = _metrics(out)
+    test = metrics[metrics["split"] == "test"]
+    assert set(test["cell_line"]) == {"SIMB"} and set(test["train_cell_line"]) == {"SIMA"}
+    assert set(metrics.loc[metrics["split"] == "val", "cell_line"]) == {"SIMA"}
+    pred = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert set(pred.loc[pred["split"] == "test", "cell_line"]) == {"SIMB"}
+    assert json.loads((out / "summary.json").read_text())["augment"] is True
+    # augmentation is training-only: the saved test scores are those of unperturbed inputs
+    model, _ = load_finetuned(out / "model", genome["other"])
+    test = TileDataset([genome["other"]], "loops", ["test"])
+    again = predict_windows(model, test, "loops", "tracks_only", 7, "cpu")["score"]
+    saved = pred.loc[pred["split"] == "test", "score"].to_numpy()
+    np.testing.assert_allclose(again, saved, rtol=1e-5, atol=1e-7)
+    bad = CliRunner().invoke(cli, ["finetune", "--task", "hicmap", "--mode", "bimodal", *args[5:]])
+    assert bad.exit_code == 1
+    assert "error: task hicmap" in bad.output and "tracks_only" in bad.output
+
+
+def test_test_tiles_without_the_task_kind_refused_before_training(
+    genome: dict, config: Path, tmp_path
+):
+    with pytest.raises(InputError, match="no tss tiles"):
+        finetune("expression", "bimodal", [genome["tiles"]], [genome["other"]], config, tmp_path, 0,
+                 device="cpu", progress=False)  # fmt: skip
+    assert not (tmp_path / "history.csv").exists()

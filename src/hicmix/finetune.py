@@ -118,7 +118,9 @@ class FinetuneConfig:
 
     ``patience``: epochs without a better validation metric before stopping (0 = never stop
     early). ``eval_batch_size``: batch for validation and prediction (default ``batch_size``).
-    ``augment``: training-only random strand flips (see :func:`flip_strand`). ``model``: overrides
+    ``augment``: training-only random strand flips (see :func:`flip_strand`). ``channel_dropout``:
+    training-only probability of zeroing a whole track channel of a sample (a model trained with it
+    accepts missing channels in ``hicmix predict --allow-missing-channels``). ``model``: overrides
     of the size's model config (with ``--pretrained`` only the fine-tuning parts may differ from the
     checkpoint's).
     """
@@ -137,6 +139,7 @@ class FinetuneConfig:
     num_workers: int = 4
     precision: str = "auto"
     augment: bool = False
+    channel_dropout: float = 0.0
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -165,6 +168,10 @@ class FinetuneConfig:
             raise ConfigError(f"run config min_lr_ratio {self.min_lr_ratio} must lie in [0, 1]")
         if not isinstance(self.augment, bool):
             raise ConfigError(f"run config augment is {self.augment!r}; use true or false")
+        if not 0 <= self.channel_dropout < 1:
+            raise ConfigError(
+                f"run config channel_dropout {self.channel_dropout} must lie in [0, 1)"
+            )
         from hicmix.model import model_config
 
         model_config(self.size, **self.model)  # validates size and overrides
@@ -812,6 +819,7 @@ class _Run:
         )
         # augmentation draws from its own generator, so switching it on leaves the rest unchanged
         self.augment_rng = torch.Generator().manual_seed(self.seed + 1)
+        self.dropout_rng = torch.Generator().manual_seed(self.seed + 2)
 
     # ------------------------------------------------------------------ training
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
@@ -830,6 +838,10 @@ class _Run:
             if self.cfg.augment:
                 flip = torch.rand(len(batch["label"]), generator=self.augment_rng) < 0.5
                 batch = flip_strand(batch, flip)
+            if self.cfg.channel_dropout > 0:  # zero whole channels, so predict can drop some
+                drop = torch.rand(batch["tracks"].shape[:2], generator=self.dropout_rng)
+                keep = (drop >= self.cfg.channel_dropout).to(batch["tracks"].dtype)
+                batch = {**batch, "tracks": batch["tracks"] * keep[..., None]}
             targets = {
                 k: batch[k].to(self.device, non_blocking=True) for k in ("label", "hic", "hic_mask")
             }
@@ -962,6 +974,7 @@ class _Run:
             "size": self.cfg.size,
             "model_config": self.model_config.to_dict(),
             "config": self.cfg.to_dict(),
+            "channel_dropout": float(self.cfg.channel_dropout),
             "epoch": self.best.epoch,
             "step": self.best.step,
             "selection_metric": SELECTION_METRICS[self.task],

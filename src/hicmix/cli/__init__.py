@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "qc": "hicmix.cli.qc:qc",
     "pretrain": "hicmix.cli.pretrain:pretrain",
     "finetune": "hicmix.cli.finetune:finetune",
+    "predict": "hicmix.cli.predict:predict",
 }
 
 

@@ -1,4 +1,4 @@
-"""Write-to-temporary-then-rename helpers, so a killed process never leaves a file that looks complete."""
+"""Write to a temporary name, then rename: a killed process never leaves a file that looks whole."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def temporary_sibling(path: str | os.PathLike[str], suffix: str = ".part") -> Path:
-    """The temporary name used while ``path`` is being written (same folder, so rename is atomic)."""
+    """The temporary name used while ``path`` is written (same folder, so the rename is atomic)."""
     path = Path(path)
     return path.with_name(f".{path.name}{suffix}")
 

@@ -1,8 +1,8 @@
 """The one registry of Hi-C and track transforms.
 
-Every dataset (pre-training, fine-tuning, evaluation, prediction) calls these functions, and the transform
-names are written into every shard and checkpoint, so a model is never fed data transformed another way
-(MIX-HIC defect D3).
+Every dataset (pre-training, fine-tuning, evaluation, prediction) calls these functions, and the
+transform names are written into every shard and checkpoint, so a model is never fed data
+transformed another way (MIX-HIC defect D3).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ TRACK_TRANSFORMS = ("log2p1", "identity")
 def check_hic_transform(name: str) -> str:
     if name not in HIC_TRANSFORMS:
         raise ConfigError(
-            f"unknown Hi-C transform {name!r}; set hic_transform to one of {', '.join(HIC_TRANSFORMS)}"
+            f"unknown Hi-C transform {name!r}; "
+            f"set hic_transform to one of {', '.join(HIC_TRANSFORMS)}"
         )
     return name
 
@@ -33,9 +34,11 @@ def check_track_transform(name: str) -> str:
 
 
 def clip_scale(balanced: np.ndarray, clip: float, scale: float = 1.0) -> np.ndarray:
-    """MIX-HIC's transform: balanced values back in count-like units (× ``scale``), clipped, scaled to [0, 1].
+    """MIX-HIC's transform: balanced values back in count-like units (× ``scale``), clipped, scaled
+    to [0, 1].
 
-    ``scale`` is the ICE marginal that cooler divides out (the weight column's ``scale`` attribute), so that
+    ``scale`` is the ICE marginal that cooler divides out (the weight column's ``scale``
+    attribute), so that
     a clip at 255 means what it means on KR-normalised counts. NaN stays NaN.
     """
     values = np.asarray(balanced, dtype=np.float32) * np.float32(scale)
@@ -43,7 +46,9 @@ def clip_scale(balanced: np.ndarray, clip: float, scale: float = 1.0) -> np.ndar
 
 
 def log1p_oe(balanced: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """log(1 + observed / expected), ``expected`` broadcast to the shape of ``balanced`` (same diagonal)."""
+    """log(1 + observed / expected), ``expected`` broadcast to the shape of ``balanced`` (same
+    diagonal).
+    """
     expected = np.asarray(expected, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(expected > 0, np.asarray(balanced, dtype=np.float32) / expected, np.nan)
@@ -53,7 +58,8 @@ def log1p_oe(balanced: np.ndarray, expected: np.ndarray) -> np.ndarray:
 def expected_for_patches(
     expected_by_diag: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray, size: int
 ) -> np.ndarray:
-    """Expected value of every pixel of (N, size, size) patches from the per-diagonal expected curve.
+    """Expected value of every pixel of (N, size, size) patches from the per-diagonal expected
+    curve.
 
     Diagonals beyond the curve take its last value.
     """
@@ -72,7 +78,9 @@ def transform_hic(
     scale: float = 1.0,
     expected: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply the named Hi-C transform to balanced values (``expected`` is per pixel, for ``log1p_oe``)."""
+    """Apply the named Hi-C transform to balanced values (``expected`` is per pixel, for
+    ``log1p_oe``).
+    """
     check_hic_transform(name)
     if name == "clip_scale":
         return clip_scale(balanced, clip, scale)
@@ -82,7 +90,7 @@ def transform_hic(
 
 
 def transform_tracks(name: str, values: np.ndarray) -> np.ndarray:
-    """Apply the named track transform (default ``log2p1`` = log2(x + 1), negatives clipped to 0)."""
+    """Apply the named track transform (default ``log2p1``: log2(x + 1), negatives clipped to 0)."""
     check_track_transform(name)
     values = np.asarray(values, dtype=np.float32)
     if name == "identity":

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "pretrain": "hicmix.cli.pretrain:pretrain",
     "finetune": "hicmix.cli.finetune:finetune",
     "predict": "hicmix.cli.predict:predict",
+    "report": "hicmix.cli.report:report",
 }
 
 
@@ -41,7 +42,7 @@ class LazyGroup(click.Group):
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's own signature
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except HicmixError as error:

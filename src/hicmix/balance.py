@@ -87,7 +87,11 @@ def balance_hic(
         report_tmp = stack.enter_context(atomic_path(report_out))
         _copy_cooler(src, cool_tmp)
         clr = cooler.Cooler(str(cool_tmp))
-        margins = _pixel_margins(clr)
+        try:  # decompress every chunk once, so a damaged input fails here with one line
+            _read_tables(cool_tmp)
+            margins = _pixel_margins(clr)
+        except (OSError, KeyError, RuntimeError) as error:
+            raise corrupt_file_error(hic, type(error).__name__) from error
         used, stats = _apply_weights(clr, Path(hic), weight, mode, params, chroms, margins[0])
         expected = _expected(clr, weight, chroms)
         expected.to_csv(expected_tmp, sep="\t", index=False, na_rep="nan")
@@ -111,9 +115,17 @@ def _copy_cooler(src: cooler.Cooler, dst: Path) -> None:
         try:
             for key in group:
                 fin.copy(group[key], fout, name=key)
-        except (OSError, KeyError) as error:
+        except (OSError, KeyError, RuntimeError) as error:
             raise corrupt_file_error(src.filename, type(error).__name__) from error
         fout.attrs.update(dict(group.attrs))
+
+
+def _read_tables(path: Path) -> None:
+    """Read the chroms, bins and indexes tables in full (the pixels are read by the margins)."""
+    with h5py.File(path, "r") as h5:
+        for table in ("chroms", "bins", "indexes"):
+            for column in h5[table].values():
+                column[()]
 
 
 def _pixel_margins(clr: cooler.Cooler) -> tuple[np.ndarray, float, float]:

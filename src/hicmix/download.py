@@ -499,14 +499,17 @@ def _fetch_http(
 ) -> dict:
     tmp = temporary_sibling(out)
     part = _Partial(tmp)
+    resumed = 0
     if tmp.exists() and md5 is not None:
         part.adopt_existing(chunk_size)
+        resumed = part.size
         log.info("resuming %s from byte %d", tmp, part.size)
     else:
         part.reset()
     what = f"download of {source} to {out}"
     fix = "check the source in the sheet, or the network, and re-run"
-    try:
+
+    def transfer() -> str:
         _with_retries(
             lambda: _download_attempt(
                 url, part, timeout=timeout, chunk_size=chunk_size, what=what, fix=fix
@@ -516,7 +519,20 @@ def _fetch_http(
             what=what,
             fix=fix,
         )
-        observed = part.digest.hexdigest()
+        return part.digest.hexdigest()
+
+    try:
+        observed = transfer()
+        if md5 is not None and observed != md5 and resumed:
+            # the leftover partial file was damaged: never use it, fetch everything once more
+            log.warning(
+                "%s: md5 %s after resuming from byte %d; downloading again from byte 0",
+                out,
+                observed,
+                resumed,
+            )
+            part.reset()
+            observed = transfer()
         if md5 is not None and observed != md5:
             raise _mismatch(out, source, md5, observed)
         if md5 is None and part.total is None:

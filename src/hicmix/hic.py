@@ -122,7 +122,8 @@ def _open_cool(uri: str, resolution: int | None) -> cooler.Cooler:
         clr = cooler.Cooler(uri)
         binsize = clr.binsize
         clr.chromsizes  # noqa: B018 - touch the chrom table so a damaged file fails here
-    except (OSError, KeyError, ValueError) as error:
+    # h5py raises RuntimeError, and cooler's group walk AttributeError, on damaged object headers
+    except (OSError, KeyError, ValueError, RuntimeError, AttributeError) as error:
         raise corrupt_file_error(uri, type(error).__name__) from error
     if binsize is None:
         raise InputError(f"{uri}: bins have variable sizes; hicmix needs a fixed-resolution cooler")
@@ -232,13 +233,17 @@ def native_chrom_name(clr: cooler.Cooler, chrom: str) -> str:
 
 
 def _weight_attrs(clr: cooler.Cooler, weight: str) -> dict:
-    with clr.open("r") as group:
-        if weight not in group["bins"]:
-            raise InputError(
-                f"{clr.filename}: no '{weight}' column in the bins table; run `hicmix balance` "
-                "on it or set the weight name in the config"
-            )
-        return dict(group["bins"][weight].attrs)
+    try:
+        with clr.open("r") as group:
+            attrs = dict(group["bins"][weight].attrs) if weight in group["bins"] else None
+    except (OSError, KeyError, RuntimeError) as error:  # a damaged bins table
+        raise corrupt_file_error(clr.filename, type(error).__name__) from error
+    if attrs is None:
+        raise InputError(
+            f"{clr.filename}: no '{weight}' column in the bins table; run `hicmix balance` "
+            "on it or set the weight name in the config"
+        )
+    return attrs
 
 
 def balance_scale(clr: cooler.Cooler, weight: str = "weight", chrom: str | None = None) -> float:
@@ -361,9 +366,12 @@ def read_band(
     if max_diag < 1:
         raise ValueError("max_diag must be >= 1")
     native = native_chrom_name(clr, chrom)
-    lo, hi = (int(x) for x in clr.extent(native))
+    try:
+        lo, hi = (int(x) for x in clr.extent(native))
+        weights = _bin_weights(clr, weight, lo, hi)
+    except (OSError, KeyError, RuntimeError) as error:  # a damaged index or weight chunk
+        raise corrupt_file_error(clr.filename, type(error).__name__) from error
     n_bins = hi - lo
-    weights = _bin_weights(clr, weight, lo, hi)
     values = np.zeros((max_diag, n_bins), dtype=np.float32)
     nnz = np.zeros(max_diag, dtype=np.int64)
     has_data = np.zeros(n_bins, dtype=bool)

@@ -65,6 +65,7 @@ from hicmix.training.checkpoint import (
     transforms_from_manifest,
 )
 from hicmix.training.logs import write_json
+from hicmix.training.runconfig import read_run_config
 from hicmix.training.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -208,17 +209,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FinetuneConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(
-                f"run config {path} does not exist; write it with write_finetune_config"
-            )
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"run config {path} is not valid YAML ({err}); fix it") from None
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"run config {path} must be a mapping of keys to values")
+        values = read_run_config(path, "write_finetune_config")
         return cls.from_dict(values, source=f"run config {path}")
 
 

@@ -74,6 +74,7 @@ from hicmix.training.distributed import (
     init_distributed,
 )
 from hicmix.training.logs import LossLog, plot_losses, write_json
+from hicmix.training.runconfig import read_run_config
 from hicmix.training.schedule import LOSS_NAMES, LossSchedule, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -229,15 +230,7 @@ class PretrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PretrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"run config {path} does not exist; write it with write_run_config")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"run config {path} is not valid YAML ({err}); fix it") from None
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"run config {path} must be a mapping of keys to values")
+        values = read_run_config(path, "write_run_config")
         return cls.from_dict(values, source=f"run config {path}")
 
 

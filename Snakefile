@@ -37,9 +37,13 @@ include: "workflow/rules/balance.smk"
 include: "workflow/rules/tiles.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets,
+        task_targets,

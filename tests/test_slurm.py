@@ -417,6 +417,7 @@ def test_unedited_account_is_refused_before_any_submission(fake_cluster: Path) -
 # Small enough for a few minutes on 2 cores: three short chromosomes, a tiny model, two steps.
 PIPELINE_CONFIG = {
     "simulate": {"n_chromosomes": 3, "chrom_length_mb": [6, 4, 4]},
+    "tasks": {"enabled": False},  # the task DAG runs end to end in tests/test_evaluate_stage.py
     "splits": {"val": ["chr2"], "test": ["chr3"]},
     "qc": {"region": "chr1:1000000-3000000"},
     "pretrain": {

@@ -28,6 +28,16 @@ ENCODE_4DN = REPO / "config/encode_4dn.yaml"
 
 #: a small simulated genome for the end-to-end run (chr2 val, chr3 + chr6 test; QC region on chr1)
 TINY = {"simulate": {"n_chromosomes": 6, "chrom_length_mb": [6, 3, 3, 3, 3, 3]}}
+#: the downstream task DAG (finetune, baselines, evaluate) is run end to end in
+#: tests/test_evaluate_stage.py with its own reduced config; the runs here stop at the tiles
+NO_TASKS = {"tasks": {"enabled": False}}
+#: jobs of the default task DAG: 5 (task, mode) models x 3 seeds trained on SIMA, each also
+#: scored on SIMB (transfer), genome-wide calling of the bimodal loops models, and one baselines
+#: job per (task, method, cell pair) running the 3 seeds
+TASK_JOBS = {
+    "finetune_config": 3, "baselines_config": 1, "loop_calling_config": 1, "finetune": 15,
+    "finetune_transfer": 15, "loop_calling": 3, "baselines": 17, "metrics": 1,
+}  # fmt: skip
 
 
 def run(
@@ -117,7 +127,7 @@ def test_dry_run_default(tmp_path):
     counts = job_counts(output(result))
     # 2 cell lines x (hic + loops + genes + 5 tracks) downloads
     assert counts == {
-        "simulate": 1, "download": 16, "balance": 2, "tiles": 2, "qc": 2, "all": 1,
+        "simulate": 1, "download": 16, "balance": 2, "tiles": 2, "qc": 2, "all": 1, **TASK_JOBS,
     }  # fmt: skip
 
 
@@ -160,7 +170,11 @@ def test_dry_run_realdata(tmp_path):
     result = snakemake(project(tmp_path), "-n", "-p", "--configfile", "config/realdata.yaml")
     assert result.returncode == 0, output(result)
     counts = job_counts(output(result))
-    assert counts == {"download": 16, "balance": 2, "tiles": 2, "qc": 2, "all": 1}
+    # tasks on both cell lines, no cross pairs (their channels and resolutions differ)
+    tasks = {**TASK_JOBS, "finetune": 30, "finetune_transfer": 0, "loop_calling": 6}
+    tasks["baselines"] = 18
+    tasks = {k: v for k, v in tasks.items() if v}
+    assert counts == {"download": 16, "balance": 2, "tiles": 2, "qc": 2, "all": 1, **tasks}
     text = output(result)
     assert "--mode keep" in text and "--mode none" in text
     assert "--split val=chr20:30000000-37825000,chr21:29100000-29700000" in text
@@ -271,7 +285,7 @@ def check_tiles(tile_dir: Path, window: int, channels: list[str], test: set[str]
 
 def test_end_to_end_default(tmp_path):
     """simulate -> download -> balance -> tiles + qc for SIMA and SIMB on a small genome."""
-    folder = project(tmp_path, TINY)
+    folder = project(tmp_path, {**TINY, **NO_TASKS})
     result = snakemake(
         folder, "--cores", "2", "--show-failed-logs", "--configfile", "config/extra.yaml"
     )
@@ -302,10 +316,12 @@ def test_end_to_end_default(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.skipif(not REALDATA.exists(), reason="needs ../shared/data/realdata_v1")
 def test_end_to_end_realdata(tmp_path):
-    folder = project(tmp_path)
+    folder = project(tmp_path, NO_TASKS)
     result = snakemake(
-        folder, "--cores", "2", "--show-failed-logs", "--configfile", "config/realdata.yaml"
-    )
+        # one --configfile with both files: a repeated flag replaces the earlier one
+        folder, "--cores", "2", "--show-failed-logs",
+        "--configfile", "config/realdata.yaml", "config/extra.yaml",
+    )  # fmt: skip
     assert result.returncode == 0, output(result)[-6000:]
     check_tiles(
         folder / "results/tiles/GM12878",

@@ -242,3 +242,274 @@ def all_targets(wildcards):
     if config["pretrain"]["enabled"]:
         targets.append(pretrain_model())
     return targets
+
+
+# ================================================================== tasks: finetune, baselines, evaluate
+# Downstream tasks with their baselines (config["tasks"]). Run folders:
+#   results/finetune/{task}/{method}/{train}/{test}/seed{seed}/   (ours; method hicmix-<mode>[-nonpre])
+#   results/baselines/{task}/{method}/{train}/{test}/seed{seed}/  (baselines)
+# each with metrics.tsv and summary.json (written last); results/metrics.tsv gathers them all.
+
+TASKS = config["tasks"]
+TASK_SEEDS = [int(seed) for seed in TASKS["seeds"]]
+#: our fine-tuned tasks, the tile resource they need, and their baselines' task names
+FINETUNE_TASKS = ("loops", "hicmap", "expression")
+BASELINE_TASKS = ("loops", "loops_genomewide", "hicmap", "expression")
+TASK_RESOURCE = {
+    "loops": "loops.",
+    "loops_genomewide": "loops.",
+    "hicmap": "genes.",
+    "expression": "genes.",
+}
+
+
+def tasks_pretrained():
+    flag = TASKS["pretrained"]
+    return config["pretrain"]["enabled"] if flag is None else bool(flag)
+
+
+def finetune_method(mode):
+    """Method name written by hicmix finetune (hicmix.finetune.method_name)."""
+    return f"hicmix-{mode}" + ("" if tasks_pretrained() else "-nonpre")
+
+
+def finetune_mode(method):
+    return method.removeprefix("hicmix-").removesuffix("-nonpre")
+
+
+def task_modes(task):
+    if task == "loops_genomewide":
+        return [m for m in TASKS[task]["modes"] if m in TASKS["loops"]["modes"]]
+    return list(TASKS[task]["modes"])
+
+
+def task_baselines(task):
+    return list(TASKS[task]["baselines"])
+
+
+def task_cells(task):
+    """Cell lines the task trains and tests on: tasks.cell_lines (or the finetune role) that have
+    the task's input (loops or genes table)."""
+    cells = TASKS["cell_lines"] or hicmix_config.cell_lines_with_role(
+        CELL_LINES, "finetune"
+    )
+    return [
+        c for c in cells if c in CELL_LINES.index and resource(c, TASK_RESOURCE[task])
+    ]
+
+
+def tile_geometry(cell):
+    s = settings(cell)
+    channels = [t.track for t in channel_tracks(cell)]
+    return (s["assembly"], s["resolution"], s["track_subbin_bp"], tuple(channels))
+
+
+def task_pairs(task):
+    """(train, test) cell-line pairs: each training cell line (tasks.train_cell_lines, default
+    all) with itself, then (cross_cell) with every other task cell line of the same assembly,
+    resolution, sub-bin and channels."""
+    cells = task_cells(task)
+    wanted = TASKS["train_cell_lines"]
+    # names that are not task cell lines are ignored; none left (a config layered on top with
+    # other cell lines): every task cell line trains
+    trains = [c for c in cells if wanted is None or c in wanted] or cells
+    pairs = [(c, c) for c in trains]
+    cross = TASKS["cross_cell"]
+    if task == "loops_genomewide":
+        cross = cross and TASKS["loops_genomewide"]["cross_cell"]
+    if cross:
+        pairs += [
+            (a, b)
+            for a in trains
+            for b in cells
+            if a != b and tile_geometry(a) == tile_geometry(b)
+        ]
+    return pairs
+
+
+def task_enabled(task):
+    if not TASKS["enabled"]:
+        return False
+    return task != "loops_genomewide" or TASKS["loops_genomewide"]["enabled"]
+
+
+def run_dir(kind, task, method, train, test, seed):
+    return f"results/{kind}/{task}/{method}/{train}/{test}/seed{seed}"
+
+
+def finetune_runs():
+    runs = []
+    for task in FINETUNE_TASKS + ("loops_genomewide",):
+        if not task_enabled(task):
+            continue
+        for mode in task_modes(task):
+            for train, test in task_pairs(task):
+                for seed in TASK_SEEDS:
+                    method = finetune_method(mode)
+                    runs.append(run_dir("finetune", task, method, train, test, seed))
+    return runs
+
+
+def baseline_runs():
+    runs = []
+    for task in BASELINE_TASKS:
+        if not task_enabled(task):
+            continue
+        for method in task_baselines(task):
+            for train, test in task_pairs(task):
+                for seed in TASK_SEEDS:
+                    runs.append(run_dir("baselines", task, method, train, test, seed))
+    return runs
+
+
+def npz_file():
+    """The external expression tensor, when configured and present."""
+    path = TASKS["expression"]["npz"]
+    return path if TASKS["enabled"] and path and os.path.exists(path) else None
+
+
+def npz_runs():
+    if not npz_file() or not TASKS["expression"]["baselines"]:
+        return []
+    name = TASKS["expression"]["npz_name"]
+    return [
+        run_dir("baselines", "expression_npz", method, name, name, seed)
+        for method in task_baselines("expression")
+        for seed in TASK_SEEDS
+    ]
+
+
+def task_metric_files(wildcards=None):
+    """Every run's metrics.tsv (the inputs of results/metrics.tsv)."""
+    runs = finetune_runs() + baseline_runs() + npz_runs()
+    return [f"{run}/metrics.tsv" for run in runs]
+
+
+def task_targets(wildcards=None):
+    """The metrics tables (and through them every task run) when tasks are enabled."""
+    if not TASKS["enabled"] or not task_metric_files():
+        return []
+    return ["results/metrics.tsv", "results/metrics_summary.tsv"]
+
+
+def finetune_run_config(wildcards):
+    """tasks.finetune with the task's own overrides (tasks.<task>.finetune) on top."""
+    return {**TASKS["finetune"], **TASKS[wildcards.task]["finetune"]}
+
+
+def baselines_run_config(wildcards=None):
+    expression = TASKS["expression"]
+    return {
+        "methods": dict(TASKS["baselines"]),
+        "expression": {
+            "flank_bp": expression["flank_bp"],
+            "bin_bp": expression["bin_bp"],
+            "learning_curve": list(expression["learning_curve"]),
+            "strand_column": expression["strand_column"],
+        },
+        "loops_genomewide": calling_run_config(),
+        "expression_npz": {"folds": expression["npz_folds"]},
+        "device": TASKS["device"],
+    }
+
+
+def calling_run_config(wildcards=None):
+    calling = TASKS["loops_genomewide"]
+    keys = ("threshold", "pool_radius", "radii", "min_bp", "max_bp", "prefilter")
+    values = {key: calling[key] for key in keys}
+    values["grid"] = list(calling["threshold_grid"])
+    values["prefilter_dilate"] = calling["prefilter_dilate"]
+    if values["min_bp"] is None:
+        values["min_bp"] = config["loops"]["min_bp"]
+    if values["max_bp"] is None:
+        values["max_bp"] = config["loops"]["max_bp"]
+    return values
+
+
+def task_resources():
+    return {
+        "mem_mb": lambda wc, attempt: TASKS["mem_mb"] * attempt,
+        "runtime": lambda wc, attempt: TASKS["runtime"] * attempt,
+    }
+
+
+def finetune_inputs(wildcards):
+    files = {
+        "tiles": f"results/tiles/{wildcards.cell}",
+        "config": f"results/finetune/{wildcards.task}.run_config.yaml",
+    }
+    if tasks_pretrained():
+        files["pretrained"] = pretrain_model()
+    return files
+
+
+def pretrained_flag(wildcards, input):
+    if "pretrained" not in input.keys():
+        return ""
+    return f"--pretrained {q(os.path.dirname(input.pretrained))}"
+
+
+def same_cell_run(kind, task, method, train, seed):
+    return run_dir(kind, task, method, train, train, seed)
+
+
+def loop_calling_inputs(wildcards):
+    w = wildcards
+    files = {
+        "run": f"{same_cell_run('finetune', 'loops', w.method, w.train, w.seed)}/summary.json",
+        "tiles": f"results/tiles/{w.train}",
+        "test_tiles": f"results/tiles/{w.test}",
+        "config": "results/evaluate/loop_calling.yaml",
+    }
+    if w.train != w.test:
+        same = same_cell_run("finetune", "loops_genomewide", w.method, w.train, w.seed)
+        files["threshold"] = f"{same}/summary.json"
+    return files
+
+
+def threshold_flag(wildcards, input):
+    if "threshold" not in input.keys():
+        return ""
+    return f"--threshold-run {q(os.path.dirname(input.threshold))}"
+
+
+def baseline_inputs(wildcards):
+    w = wildcards
+    files = {
+        "tiles": f"results/tiles/{w.train}",
+        "test_tiles": f"results/tiles/{w.test}",
+        "config": "results/baselines/run_config.yaml",
+    }
+    if w.task == "loops_genomewide":
+        files["model"] = [
+            f"{same_cell_run('baselines', 'loops', w.method, w.train, seed)}/summary.json"
+            for seed in TASK_SEEDS
+        ]
+        if w.train != w.test:
+            files["threshold"] = [
+                f"{same_cell_run('baselines', w.task, w.method, w.train, seed)}/summary.json"
+                for seed in TASK_SEEDS
+            ]
+    return files
+
+
+def baseline_flags(wildcards, input):
+    """--test-tiles (another cell line), seeds, and the task's extra inputs."""
+    w = wildcards
+    flags = [f"--seed {seed}" for seed in TASK_SEEDS]
+    if w.train != w.test:
+        flags.append(f"--test-tiles {q(input.test_tiles)}")
+    if "model" in input.keys():
+        flags.append(
+            f"--model-run {q(os.path.dirname(os.path.dirname(input.model[0])))}"
+        )
+    if "threshold" in input.keys():
+        flags.append(
+            f"--threshold-run {q(os.path.dirname(os.path.dirname(input.threshold[0])))}"
+        )
+    if w.task == "expression":
+        s = settings(w.train)
+        flags.append(
+            f"--gene-id-column {q(s['gene_id_column'])} --tss-column {q(s['tss_column'])}"
+        )
+    return " ".join(flags)

@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, str] = {
     "qc": "hicmix.cli.qc:qc",
     "pretrain": "hicmix.cli.pretrain:pretrain",
     "finetune": "hicmix.cli.finetune:finetune",
+    "baselines": "hicmix.cli.baselines:baselines",
+    "evaluate": "hicmix.cli.evaluate:evaluate",
     "predict": "hicmix.cli.predict:predict",
     "report": "hicmix.cli.report:report",
 }

@@ -12,6 +12,8 @@ from hicmix.errors import ConfigError
 N_DOWNSAMPLES = 3
 #: Largest prime allowed in the track stem's max-pool factors (one pool per prime factor of P).
 MAX_POOL_PRIME = 7
+#: Hi-C encoder input modes (ModelConfig.hic_input).
+HIC_INPUTS = ("diagonal_zscore", "raw")
 
 
 def halve(n: int) -> int:
@@ -132,6 +134,13 @@ class ModelConfig:
     tau_min: float = 0.001
     tau_max: float = 0.5
     mapping_squared: bool = False  # MIX-HIC code: plain (non-squared) L2 distance
+    # Hi-C encoder input: "diagonal_zscore" standardises each diagonal of each window (removes the
+    # distance decay, which otherwise saturates the input and makes every window embed alike);
+    # "raw" feeds the transformed contacts as they are (MIX-HIC).
+    hic_input: str = "diagonal_zscore"
+    # Amplitude of the fixed sinusoidal track positions (1.0 = MIX-HIC-style unit table, which
+    # swamps the track content at initialisation).
+    track_position_scale: float = 0.02
     mapping_detach_target: bool = False  # MIX-HIC code: gradients reach both encoders
 
     def __post_init__(self) -> None:
@@ -144,6 +153,10 @@ class ModelConfig:
             raise ConfigError(
                 f"tau_init {self.tau_init} lies outside [tau_min, tau_max] = "
                 f"[{self.tau_min}, {self.tau_max}]; move it inside"
+            )
+        if self.hic_input not in HIC_INPUTS:
+            raise ConfigError(
+                f"model hic_input is {self.hic_input!r}; use one of {', '.join(HIC_INPUTS)}"
             )
         for name in ("depth", "bottleneck_depth", "fusion_depth", "decoder_depth"):
             if getattr(self, name) < 1:

@@ -41,8 +41,8 @@ class TrackEncoder(nn.Module):
     2. Stem: one Conv-BN-ReLU block per prime factor of P, each followed by MaxPool(factor), then a
        last Conv-BN-ReLU: 2·W·P positions → 2W tokens; token k lies over Hi-C row k (k < W), else
        over column k - W.
-    3. Position: fixed sinusoidal position within each anchor half + learned segment embedding (row
-       anchor / column anchor) + learned embedding of the bucketed anchor distance |y - x|.
+    3. Position: fixed sinusoidal position within each anchor half (amplitude
+       ``track_position_scale``) + learned segment embedding (row anchor / column anchor) + learned embedding of the bucketed anchor distance |y - x|.
     4. Three stages of pre-norm transformer blocks (E, 2E, 4E) with Conv1d(d → 2d, k4, s2, p1) after
        each, a bottleneck of blocks at 8E and a final LayerNorm.
     """
@@ -57,7 +57,8 @@ class TrackEncoder(nn.Module):
             stem += [ConvBlock1d(e), nn.MaxPool1d(factor)]
         stem.append(ConvBlock1d(e))
         self.stem = nn.Sequential(*stem)
-        self.register_buffer("position", sinusoidal_table(w, e).repeat(2, 1), persistent=False)
+        position = config.track_position_scale * sinusoidal_table(w, e)
+        self.register_buffer("position", position.repeat(2, 1), persistent=False)
         self.register_buffer("segment_ids", torch.arange(2).repeat_interleave(w), persistent=False)
         self.segment = nn.Embedding(2, e)
         self.distance = DistanceEmbedding(config.distance_buckets, e)
@@ -134,6 +135,8 @@ class HicBlock(nn.Module):
 class HicEncoder(nn.Module):
     """Hi-C (B, 1, W, W) → tokens (B, g4², 8E) (9 tokens at W=50).
 
+    The input is first standardised per window and diagonal (``hic_input="diagonal_zscore"``), so
+    the tokens carry contact patterns (loops, domains) rather than the shared distance decay.
     Non-overlapping 2×2 patches (a W/2 × W/2 grid; W must be even) → Linear(4 → E), plus a learned
     2D position embedding = row + column + diagonal-offset (j - i) embeddings (the offset carries
     the distance decay), plus the bucketed anchor-distance embedding. Four stages of pre-norm blocks
@@ -157,6 +160,16 @@ class HicEncoder(nn.Module):
         self.register_buffer("col_ids", cols.flatten(), persistent=False)
         self.register_buffer("offset_ids", (cols - rows + g - 1).flatten(), persistent=False)
         self.distance = DistanceEmbedding(config.distance_buckets, e)
+        self.hic_input = config.hic_input
+        w = geometry.window_bins
+        pixel_offsets = torch.arange(w)[None, :] - torch.arange(w)[:, None] + w - 1
+        diagonal_onehot = nn.functional.one_hot(pixel_offsets.flatten(), 2 * w - 1).float()
+        self.register_buffer("pixel_offsets", pixel_offsets.flatten(), persistent=False)
+        self.register_buffer(
+            "diagonal_mean_weights",
+            diagonal_onehot / diagonal_onehot.sum(0, keepdim=True),
+            persistent=False,
+        )
         widths = [e, 2 * e, 4 * e, 8 * e]
         self.stages = nn.ModuleList(
             nn.ModuleList(
@@ -172,8 +185,8 @@ class HicEncoder(nn.Module):
         self.out_dim = 8 * e
         self.n_tokens = self.sides[-1] ** 2
         self.apply(init_weights)
-        # Contacts are small numbers and fan-in is 4: std 0.02 would drown them under the position
-        # embeddings (and invite representation collapse), so use LeCun scaling 1/sqrt(fan_in).
+        # Standardised contacts have unit variance and fan-in is 4: LeCun scaling 1/sqrt(fan_in)
+        # keeps them above the position embeddings (std 0.02 would invite representation collapse).
         nn.init.normal_(self.patch_embed.weight, std=0.5)
 
     def positions(self) -> torch.Tensor:
@@ -184,9 +197,20 @@ class HicEncoder(nn.Module):
             + self.offset_pos(self.offset_ids)
         )
 
+    def standardise_diagonals(self, hic: torch.Tensor) -> torch.Tensor:
+        """(B, 1, W, W) → the same with each diagonal of each window at mean 0, sd 1 (clamped ±8)."""
+        flat = hic.reshape(hic.shape[0], -1).float()
+        mean = flat @ self.diagonal_mean_weights
+        var = (flat * flat) @ self.diagonal_mean_weights - mean * mean
+        std = var.clamp_min(0).sqrt()
+        z = (flat - mean[:, self.pixel_offsets]) / (std[:, self.pixel_offsets] + 1e-3)
+        return z.clamp(-8, 8).reshape(hic.shape).to(hic.dtype)
+
     def forward(self, hic: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
         w = self.geometry.window_bins
         _check_shape("hic", hic, (1, w, w))
+        if self.hic_input == "diagonal_zscore":
+            hic = self.standardise_diagonals(hic)
         b, g = hic.shape[0], self.sides[0]
         patches = hic.reshape(b, g, 2, g, 2).permute(0, 1, 3, 2, 4).reshape(b, g * g, 4)
         x = self.patch_embed(patches) + self.positions() + self.distance(distance)[:, None]

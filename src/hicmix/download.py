@@ -273,6 +273,25 @@ def _file_format(meta: dict) -> str | None:
     return None
 
 
+def _portal_metadata(
+    url: str,
+    portal: str,
+    accession: str,
+    env_var: str,
+    timeout: float,
+    retries: int,
+    backoff: float,
+) -> dict:
+    return _get_json(
+        url,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        what=f"{portal} metadata for {accession}",
+        fix=f"check the accession and the network (or set {env_var})",
+    )
+
+
 def resolve_encode(
     accession: str,
     expected_assembly: str | None = None,
@@ -285,13 +304,8 @@ def resolve_encode(
     """Download URL, md5 and size of a released ENCODE file, checking its assembly when given."""
     portals = portals or Portals.from_env()
     url = f"{portals.encode}/files/{accession}/?format=json"
-    meta = _get_json(
-        url,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        what=f"ENCODE metadata for {accession}",
-        fix="check the accession and the network (or set HICMIX_ENCODE_URL)",
+    meta = _portal_metadata(
+        url, "ENCODE", accession, "HICMIX_ENCODE_URL", timeout, retries, backoff
     )
     expected = portal_assembly(expected_assembly)
     _check_metadata(accession, "ENCODE", meta, meta.get("status"), meta.get("assembly"), expected)
@@ -324,14 +338,7 @@ def resolve_4dn(
     """Open-data mirror URL, md5 and size of a released 4DN processed file (uuid from metadata)."""
     portals = portals or Portals.from_env()
     url = f"{portals.fourdn}/files-processed/{accession}/?format=json"
-    meta = _get_json(
-        url,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        what=f"4DN metadata for {accession}",
-        fix="check the accession and the network (or set HICMIX_4DN_URL)",
-    )
+    meta = _portal_metadata(url, "4DN", accession, "HICMIX_4DN_URL", timeout, retries, backoff)
     expected = portal_assembly(expected_assembly)
     _check_metadata(
         accession, "4DN", meta, meta.get("status"), meta.get("genome_assembly"), expected

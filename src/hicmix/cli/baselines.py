@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from hicmix.cli.options import device_option
+
 TASKS = ["loops", "loops_genomewide", "hicmap", "expression", "expression_npz"]
 METHODS = [
     "peakachu",
@@ -55,12 +57,7 @@ METHODS = [
 @click.option("--tss-column", default=None, help="expression: TSS column of the table.")
 @click.option("--npz", default=None, help="expression_npz: the (genes, bins, marks) .npz.")
 @click.option("--name", default=None, help="expression_npz: cell line name for the rows.")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default=None,
-    help="Torch device (default: the run config's).",
-)
+@device_option(default=None, help="Torch device (default: the run config's).")
 def baselines(**options: object) -> None:
     """Fit a baseline on the train split, select on val, score the test split."""
     from hicmix.baselines.run import run_baselines, run_npz

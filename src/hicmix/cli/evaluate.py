@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from hicmix.cli.options import device_option, headline, workers_option
+
 
 @click.group("evaluate")
 def evaluate() -> None:
@@ -20,11 +22,9 @@ def evaluate() -> None:
     help="Tile folder of another cell line whose test split is scored (repeatable).",
 )
 @click.option("--out", required=True, help="Output folder (predictions, metrics, summary).")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option()
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0))
+@workers_option(default=0)
 def transfer(**options: object) -> None:
     """Cross-cell transfer: a model fine-tuned on one cell line scores another one's test split."""
     from hicmix.evaluate.run import transfer as run
@@ -37,8 +37,9 @@ def transfer(**options: object) -> None:
         batch_size=int(options["batch_size"]),
         num_workers=int(options["workers"]),
     )
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in summary["headline_scores"].items())
-    click.echo(f"{summary['method']} {summary['task']} transfer: {scores} -> {options['out']}")
+    click.echo(
+        f"{summary['method']} {summary['task']} transfer: {headline(summary)} -> {options['out']}"
+    )
 
 
 @evaluate.command("loop-calling")
@@ -64,9 +65,7 @@ def transfer(**options: object) -> None:
     help="A finished same-cell calling run whose threshold is reused (no val scoring).",
 )
 @click.option("--out", required=True, help="Output folder (calls.bedpe, metrics, summary).")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option()
 def loop_calling(**options: object) -> None:
     """Genome-wide loop calls of a fine-tuned model on held-out chromosomes (via hicmix predict)."""
     from hicmix.evaluate.run import call_loops, load_calling_settings
@@ -80,10 +79,9 @@ def loop_calling(**options: object) -> None:
         threshold_run=options["threshold_run"],
         device=str(options["device"]),
     )
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in summary["headline_scores"].items())
     click.echo(
-        f"{summary['method']} loop calling (threshold {summary['threshold']:g}): {scores} "
-        f"-> {options['out']}"
+        f"{summary['method']} loop calling (threshold {summary['threshold']:g}): "
+        f"{headline(summary)} -> {options['out']}"
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from hicmix.cli.options import device_option, headline, progress_option, workers_option
+
 
 @click.command("finetune")
 @click.option(
@@ -40,25 +42,15 @@ import click
 @click.option("--config", required=True, help="Run config YAML (write_finetune_config).")
 @click.option("--seed", required=True, type=int, help="Seed of initialisation and data order.")
 @click.option("--out", required=True, help="Output folder (model/, history, predictions, metrics).")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-)
+@device_option()
 @click.option(
     "--max-epochs",
     type=click.IntRange(min=1),
     default=None,
     help="Override the config's max_epochs.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="DataLoader workers (default: the config's num_workers).",
-)
-@click.option("--progress/--no-progress", default=True, hidden=True)
+@workers_option(help="DataLoader workers (default: the config's num_workers).")
+@progress_option()
 def finetune(**options: object) -> None:
     """Fine-tune on the train split, select on val, score the test split."""
     from hicmix.finetune import finetune as run
@@ -79,8 +71,8 @@ def finetune(**options: object) -> None:
         num_workers=options["workers"],
         progress=bool(options["progress"]),
     )
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in summary["headline_scores"].items())
     click.echo(
         f"{summary['method']} {summary['task']}: best epoch {summary['best_epoch']} of "
-        f"{summary['epochs_run']} ({summary['selection_metric']}: {scores}) -> {options['out']}"
+        f"{summary['epochs_run']} ({summary['selection_metric']}: {headline(summary)}) -> "
+        f"{options['out']}"
     )

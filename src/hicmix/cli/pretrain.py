@@ -16,6 +16,8 @@ import sys
 
 import click
 
+from hicmix.cli.options import device_option, progress_option, workers_option
+
 MODULE = "hicmix.cli.pretrain"
 
 
@@ -63,20 +65,10 @@ def _relaunch_args(options: dict) -> list[str]:
     default=None,
     help="Override the run length (and the LR schedule's).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="DataLoader workers per process (default: the config's num_workers).",
-)
+@device_option()
+@workers_option(help="DataLoader workers per process (default: the config's num_workers).")
 @click.option("--stop-at-step", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option("--progress/--no-progress", default=True, hidden=True)
+@progress_option()
 def pretrain(**options: object) -> None:
     """Pre-train the multimodal model (contrastive + orthogonality + mapping) on pretrain tiles."""
     from hicmix.training.distributed import launched_distributed, torchrun_command

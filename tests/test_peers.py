@@ -459,3 +459,79 @@ def test_bench_peers_runs_pyhiccups_on_real_data(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "peers/peers.tsv", sep="\t")
     assert table.loc[0, "n_truth"] == 119
     assert (tmp_path / "peers/hiccups.bedpe").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# hicmix's own caller (hicmix.peers.hicmix_caller) and the bench's summary
+
+
+def _planted_band(n: int, loops: list[tuple[int, int]], depth: int, seed: int) -> np.ndarray:
+    """Band of Poisson counts of a decay map with an enriched pixel (+ cross) at each loop."""
+    rng = np.random.default_rng(seed)
+    d = np.arange(depth)[:, None]
+    mean = np.broadcast_to(400.0 / (1.0 + d) ** 1.1, (depth, n)).copy()
+    for a, b in loops:
+        mean[b - a, a] *= 3.0
+        for x, y in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            mean[b + y - a - x, a + x] *= 1.5
+    band = rng.poisson(mean).astype(np.float64)
+    band[np.arange(n)[None, :] + d >= n] = np.nan
+    return band
+
+
+def test_hicmix_caller_trains_and_selects_on_region_a_only() -> None:
+    from hicmix.peers.hicmix_caller import region_band, train_on_region_a
+    from hicmix.predict.loops import CallerSettings
+
+    n, cut, val = 420, 300, 200
+    anchors = np.arange(10, n - 40, 10)
+    rng = np.random.default_rng(5)
+    loops = [(int(a), int(a + rng.integers(5, 25))) for a in anchors]
+    band = _planted_band(n, loops, 40, seed=5)
+    assert np.isnan(region_band(band, cut)[5, cut - 5 :]).all()
+    truth = pd.DataFrame(loops, columns=["bin1", "bin2"]).assign(chrom="chr20")
+    truth_a = truth[truth["bin2"] < cut]
+    protocol = Protocol("chr20", RES, cut * RES, 2, 25)
+    settings = CallerSettings(min_bins=2, max_bins=25)
+    _model, chosen, report = train_on_region_a(band, truth_a, protocol, settings, val * RES)
+    assert report["train_loops"] == (truth_a["bin2"] < val).sum() and report["val_loops"] > 5
+    assert report["val"]["f1"] > 0.7 and report["val_candidate_recall"] > 0.9
+    assert (chosen.threshold, chosen.pool_radius) == (
+        report["val"]["threshold"],
+        report["val"]["pool_radius"],
+    )
+    scrambled = band.copy()
+    scrambled[:, cut:] = rng.permutation(scrambled[:, cut:].ravel()).reshape(-1, n - cut)
+    _, _, again = train_on_region_a(scrambled, truth_a, protocol, settings, val * RES)
+    assert again == report  # region B's contacts never reach training or selection
+
+
+def _bench_module() -> types.ModuleType:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_peers", REPO / "bench/peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_summary_reports_the_goal_for_the_hicmix_row() -> None:
+    bench = _bench_module()
+    assert "hicmix" in bench.ALL_TOOLS
+    rows = [
+        {"tool": "hicmix", "precision": 0.6, "recall": 0.7, "f1": 0.65, "f1_r2": 0.7,
+         "wall_s": 9.0, "peak_rss_mb": 400.0, "version": "hicmix", "score_s": 1.0},
+        {"tool": "peakachu", "precision": 0.5, "recall": 0.3, "f1": 0.38, "f1_r2": 0.4,
+         "wall_s": 60.0, "peak_rss_mb": 600.0, "version": "2.3", "score_s": 9.0},
+        {"tool": "mustache", "status": "failed: no venv"},
+    ]  # fmt: skip
+    out = json.loads(json.dumps(bench.summary(rows)))
+    assert out["hicmix"]["f1"] == 0.65 and out["peakachu"]["score_s"] == 9.0
+    assert out["mustache"] == {"status": "failed: no venv"}
+    assert out["goal"] == {
+        "f1_bar": 0.44,
+        "f1_above_bar": True,
+        "peakachu_score_s_min": 9.0,
+        "faster_than_peakachu": True,
+    }
+    assert "goal" not in bench.summary(rows[1:])

@@ -26,8 +26,9 @@ from hicmix.atomic import atomic_path
 from hicmix.peers.envs import RunResult
 
 BEDPE_COLUMNS = ("chrom1", "start1", "end1", "chrom2", "start2", "end2", "score")
-#: The tools with a module here, in table order; "hicmix-rf" is our own Peakachu-style forest.
-TOOLS = ("chromosight", "mustache", "peakachu", "hiccups", "hicmix-rf")
+#: The tools with a module here, in table order; "hicmix" is hicmix's genome-wide caller
+#: (:mod:`.hicmix_caller`), "hicmix-rf" our own Peakachu-style forest (:mod:`.rf`).
+TOOLS = ("hicmix", "chromosight", "mustache", "peakachu", "hiccups", "hicmix-rf")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from hicmix import TILE_FORMAT_VERSION
 from hicmix.errors import ConfigError, InputError
 from hicmix.model import ModelGeometry
 from hicmix.pretrain import PretrainConfig, load_run_config, write_run_config
+from hicmix.training.batching import dataset_groups, largest_batch, nonoverlapping_groups
 from hicmix.training.checkpoint import (
     capture_rng_state,
     expected_from_manifest,
@@ -238,6 +240,70 @@ def test_global_batches_split_exactly_across_ranks():
     assert len(single) == 1
     with pytest.raises(ValueError):
         GlobalBatchSampler(10, 5, seed=0, ctx=DistContext(0, 2, 0))
+
+
+def _overlap(a: tuple, b: tuple, window: int) -> bool:
+    """Do samples (chrom, x, y) a and b share a bin of their anchor windows?"""
+    return a[0] == b[0] and any(abs(p - q) < window for p in a[1:] for q in b[1:])
+
+
+def test_nonoverlapping_groups_for_strided_windows():
+    # diagonal windows W=50 every 10 bins on two chromosomes, one locus repeated (2nd cell line)
+    loci = [("chr1", s, s) for s in range(0, 400, 10)] + [("chr2", s, s) for s in range(5, 305, 10)]
+    loci.append(("chr1", 100, 100))
+    chroms, xs, ys = zip(*loci, strict=True)
+    groups = nonoverlapping_groups(chroms, xs, ys, 50)
+    assert groups.min() == 0 and groups.max() == 5  # ceil(50 / 10) = 5, + 1 for the repeat
+    for i, j in itertools.combinations(range(len(loci)), 2):
+        if groups[i] == groups[j]:
+            assert not _overlap(loci[i], loci[j], 50), (loci[i], loci[j])
+    assert [int(g) for g in groups[:7]] == [0, 1, 2, 3, 4, 0, 1]  # start bin / stride mod 5
+    assert np.array_equal(groups, nonoverlapping_groups(chroms, xs, ys, 50))  # deterministic
+    # off-diagonal pairs conflict through either anchor
+    pairs = [("chr1", 0, 200), ("chr1", 200, 400), ("chr1", 100, 300), ("chr1", 60, 120)]
+    groups = nonoverlapping_groups(*zip(*pairs, strict=True), window=50)
+    assert groups.tolist() == [0, 1, 1, 0]  # 0-1 share bin 200, 2-3 overlap at 100-110
+    assert largest_batch(groups, 4) == 2 and largest_batch(None, 4) == 4
+
+
+def test_dataset_groups_needs_loci_and_window():
+    class Indexed:
+        def __init__(self) -> None:
+            self.index = pd.DataFrame(
+                {"chrom": ["c"] * 3, "bin_x": [0, 8, 16], "bin_y": [0, 8, 16]}
+            )
+            self.geometry = {"W": 16}
+
+    assert dataset_groups(Indexed()).tolist() == [0, 1, 0]
+    assert dataset_groups([{"hic": torch.zeros(1)}]) is None
+
+
+def test_grouped_batches_come_from_one_group_and_split_across_ranks():
+    groups = np.array([0, 1, 2] * 9 + [3])  # 28 samples: three groups of 9, one of 1
+    single = GlobalBatchSampler(28, 4, seed=7, groups=groups)
+    ranks = [
+        GlobalBatchSampler(28, 4, seed=7, ctx=DistContext(r, 2, r), groups=groups) for r in range(2)
+    ]
+    assert single.batches_per_epoch == 6  # 2 full batches per group of 9; the rest dropped
+    for epoch in (0, 1):
+        single.set_position(epoch)
+        batches = list(single)
+        assert len(batches) == 6 and all(len(set(groups[b])) == 1 for b in batches)
+        assert len({i for b in batches for i in b}) == 24
+        for sampler in ranks:
+            sampler.set_position(epoch)
+        per_rank = [list(s) for s in ranks]
+        assert [per_rank[0][k] + per_rank[1][k] for k in range(6)] == batches
+    single.set_position(0)
+    epoch0 = list(single)
+    single.set_position(0, start=4)
+    assert list(single) == epoch0[4:]
+    single.set_position(1)
+    assert list(single) != epoch0
+    ordered = GlobalBatchSampler(28, 4, seed=7, groups=groups, shuffle=False)
+    assert next(iter(ordered)) == [0, 3, 6, 9]
+    with pytest.raises(ValueError, match="group ids"):
+        GlobalBatchSampler(10, 2, seed=0, groups=[0, 1])
 
 
 # ----------------------------------------------------------------------------- logs

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -25,7 +26,9 @@ from hicmix.model import MixHiC, ModelGeometry, model_config
 from hicmix.pretrain import pretrain, run_pretraining, write_run_config
 from hicmix.simulate import simulate_genome
 from hicmix.tiles import TileDataset, tile_cell_line
+from hicmix.training.batching import dataset_groups
 from hicmix.training.checkpoint import load_checkpoint, load_checkpoint_for_tiles, step_dir
+from hicmix.training.distributed import GlobalBatchSampler
 
 RES, W, SUBBIN = 10_000, 16, 1000  # P = 10
 LOSSES = ("contrastive", "orthogonality", "mapping")
@@ -121,6 +124,28 @@ def test_losses_finite_and_decreasing(reference: Path):
     assert all(0.001 <= t <= 0.5 for t in temperatures)
     val = [r for r in read_rows(reference / "losses.csv") if r["split"] == "val"]
     assert [int(r["step"]) for r in val] == [10, 20, 30]
+
+
+def test_batches_never_pair_overlapping_windows(reference: Path, tiles: Path):
+    """Every training and validation batch holds windows that share no bin (no false negatives)."""
+    position = load_checkpoint(reference).state["data_position"]
+    assert position["batching"] == "nonoverlapping"
+    for split, shuffle in (("train", True), ("val", False)):
+        dataset = TileDataset([tiles], "pretrain", [split])
+        groups = dataset_groups(dataset)
+        sampler = GlobalBatchSampler(len(dataset), 8, seed=0, groups=groups, shuffle=shuffle)
+        assert 0 < sampler.batches_per_epoch < len(dataset) // 8  # each group drops its remainder
+        if split == "train":
+            assert position["batches_per_epoch"] == sampler.batches_per_epoch
+        starts = dataset.index["bin_x"].to_numpy()
+        for epoch in (0, 1):
+            sampler.set_position(epoch)
+            for batch in sampler:
+                gaps = np.diff(np.sort(starts[batch]))  # one chromosome per split here
+                assert gaps.min() >= W, (split, batch)
+    random = GlobalBatchSampler(len(dataset), 8, seed=0, shuffle=False)
+    starts_random = np.sort(starts[next(iter(random))])
+    assert np.diff(starts_random).min() < W  # plain batches would pair overlapping windows
 
 
 @torch.no_grad()

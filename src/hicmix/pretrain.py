@@ -11,6 +11,10 @@ The loop: AdamW, linear warm-up then cosine decay (LambdaLR, stepped per optimis
 clipping, τ clamped after every step, bf16 autocast on CUDA and float32 on CPU,
 DistributedDataParallel under torchrun (see ``hicmix.training.distributed`` for why the loss curve
 equals the single-process one), checkpoints every ``checkpoint_every`` steps that resume exactly.
+Batches (train and val) are cut from windows that share no genomic bin (run config ``batching:
+nonoverlapping``, ``hicmix.training.batching``): at stride 10 and W = 50 neighbouring windows
+overlap by up to 80 %, and as in-batch InfoNCE negatives they would be false negatives. The data
+position in a checkpoint records the batching and the batches per epoch.
 
 Output folder ``out``::
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -48,6 +53,7 @@ from tqdm import tqdm
 from hicmix import TILE_FORMAT_VERSION, __version__
 from hicmix.atomic import atomic_path
 from hicmix.errors import ConfigError, InputError
+from hicmix.training.batching import dataset_groups, largest_batch
 from hicmix.training.checkpoint import (
     CARD_FILE,
     CHECKPOINTS_DIR,
@@ -80,6 +86,7 @@ from hicmix.training.schedule import LOSS_NAMES, LossSchedule, build_scheduler
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
+BATCHINGS = ("nonoverlapping", "random")
 DEVICES = ("auto", "cpu", "cuda")
 LIVE_LOG = "losses.csv"
 
@@ -113,7 +120,9 @@ class PretrainConfig:
     default 10, or ``contrastive_only_steps`` steps; then ``loss_weights``, default 0.5 each) or
     "paper" (``loss_weights``, default 1 each, from the first step). ``val_batches`` caps batches
     per validation (0 = all). ``model`` overrides fields of the size's model config (e.g.
-    ``{embed_dim: 64}``).
+    ``{embed_dim: 64}``). ``batching`` "nonoverlapping" (default) cuts every batch, train and val,
+    from windows that share no genomic bin (``hicmix.training.batching``), so InfoNCE has no
+    overlapping false negatives; "random" draws batches from the whole shuffled set.
     """
 
     size: str = "base"
@@ -140,6 +149,7 @@ class PretrainConfig:
     precision: str = "auto"
     train_splits: tuple[str, ...] = ("train",)
     val_splits: tuple[str, ...] = ("val",)
+    batching: str = "nonoverlapping"
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -165,6 +175,11 @@ class PretrainConfig:
             raise ConfigError(
                 f"run config precision {self.precision!r} is unknown; use one of "
                 f"{', '.join(PRECISIONS)}"
+            )
+        if self.batching not in BATCHINGS:
+            raise ConfigError(
+                f"run config batching {self.batching!r} is unknown; use one of "
+                f"{', '.join(BATCHINGS)}"
             )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"run config betas {list(self.betas)} must be two numbers in [0, 1)")
@@ -492,13 +507,17 @@ class _Run:
             torch.backends.cudnn.allow_tf32 = True
         self.schedule = cfg.loss_schedule()
 
+        self.train_groups = self._groups(train_set, "training")
         self.sampler = GlobalBatchSampler(
-            len(train_set), cfg.batch_size, seed=cfg.seed, ctx=self.ctx
+            len(train_set), cfg.batch_size, seed=cfg.seed, ctx=self.ctx, groups=self.train_groups
         )
         if self.sampler.batches_per_epoch < 1:
+            largest = largest_batch(self.train_groups, len(train_set))
             raise ConfigError(
-                f"run config batch_size {cfg.batch_size} exceeds the {len(train_set)} training "
-                "samples; lower batch_size or add tiles"
+                f"run config batch_size {cfg.batch_size} exceeds the {largest} training samples "
+                f"that can share a batch ({len(train_set)} in all"
+                + (", batched without overlapping windows" if self.train_groups is not None else "")
+                + "); lower batch_size or add tiles"
             )
         self.total_steps = cfg.total_steps(self.sampler.batches_per_epoch)
         self._warn_contrastive_only()
@@ -549,17 +568,43 @@ class _Run:
                 self.total_steps,
             )
 
+    def _groups(self, dataset: Any, what: str) -> np.ndarray | None:
+        """Non-overlapping batch groups of ``dataset`` (None: plain batches)."""
+        if self.cfg.batching != "nonoverlapping":
+            return None
+        groups = dataset_groups(dataset)
+        if groups is None:
+            if self.ctx.is_main:
+                log.warning(
+                    "the %s set has no index of loci (chrom, bin_x, bin_y) and window side: "
+                    "batches may hold overlapping windows",
+                    what,
+                )
+        elif self.ctx.is_main:
+            log.info(
+                "%s batches: %d groups of non-overlapping windows (%d to %d samples)",
+                what,
+                int(groups.max()) + 1 if len(groups) else 0,
+                int(np.bincount(groups).min()) if len(groups) else 0,
+                largest_batch(groups, len(dataset)),
+            )
+        return groups
+
     def _val_loader(self, val_set: Any) -> torch.utils.data.DataLoader | None:
         if val_set is None or len(val_set) == 0:
             return None
         world = self.ctx.world_size
-        batch = min(self.cfg.batch_size, (len(val_set) // world) * world)
+        groups = self._groups(val_set, "validation")
+        largest = largest_batch(groups, len(val_set))
+        batch = min(self.cfg.batch_size, (largest // world) * world)
         if batch < 2:
             if self.ctx.is_main:
-                log.warning("only %d validation samples: no validation curve", len(val_set))
+                log.warning(
+                    "only %d validation samples can share a batch: no validation curve", largest
+                )
             return None
         sampler = GlobalBatchSampler(
-            len(val_set), batch, seed=self.cfg.seed, ctx=self.ctx, shuffle=False
+            len(val_set), batch, seed=self.cfg.seed, ctx=self.ctx, shuffle=False, groups=groups
         )
         return _loader(val_set, sampler, self.cfg.num_workers, self.device, self.cfg.seed)
 
@@ -752,6 +797,8 @@ class _Run:
                     "global_batch": self.cfg.batch_size,
                     "n_samples": self.n_train,
                     "seed": self.cfg.seed,
+                    "batching": self.cfg.batching,
+                    "batches_per_epoch": self.sampler.batches_per_epoch,
                 },
                 "ranks": ranks,
                 "wall_time_s": self._wall(),

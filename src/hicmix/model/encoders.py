@@ -42,7 +42,8 @@ class TrackEncoder(nn.Module):
        last Conv-BN-ReLU: 2·W·P positions → 2W tokens; token k lies over Hi-C row k (k < W), else
        over column k - W.
     3. Position: fixed sinusoidal position within each anchor half (amplitude
-       ``track_position_scale``) + learned segment embedding (row anchor / column anchor) + learned embedding of the bucketed anchor distance |y - x|.
+       ``track_position_scale``) + learned segment embedding (row anchor / column anchor) + learned
+       embedding of the bucketed anchor distance |y - x|.
     4. Three stages of pre-norm transformer blocks (E, 2E, 4E) with Conv1d(d → 2d, k4, s2, p1) after
        each, a bottleneck of blocks at 8E and a final LayerNorm.
     """
@@ -198,7 +199,7 @@ class HicEncoder(nn.Module):
         )
 
     def standardise_diagonals(self, hic: torch.Tensor) -> torch.Tensor:
-        """(B, 1, W, W) → the same with each diagonal of each window at mean 0, sd 1 (clamped ±8)."""
+        """(B, 1, W, W) → the same, each diagonal of each window at mean 0, sd 1 (clamped ±8)."""
         flat = hic.reshape(hic.shape[0], -1).float()
         mean = flat @ self.diagonal_mean_weights
         var = (flat * flat) @ self.diagonal_mean_weights - mean * mean

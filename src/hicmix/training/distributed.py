@@ -44,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from hicmix.training.batching import group_batches
+
 #: Environment variables that torchrun (and srun + torchrun) set in every worker.
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -141,6 +143,11 @@ class GlobalBatchSampler:
     Only full global batches are used (the rest of the permutation is dropped), so every rank does
     the same number of steps. :meth:`set_position` selects the epoch and the first batch, which is
     how training resumes mid-epoch.
+
+    With ``groups`` (one group id per sample, e.g. ``hicmix.training.batching.
+    nonoverlapping_groups``) every global batch is cut from one group: the same generator shuffles
+    the members of each group, then the batches (``batching.group_batches``); each group's
+    remainder is dropped. The order is still a function of (seed, epoch) only.
     """
 
     def __init__(
@@ -151,9 +158,13 @@ class GlobalBatchSampler:
         seed: int,
         ctx: DistContext = DistContext(),
         shuffle: bool = True,
+        groups: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         if global_batch % ctx.world_size:
             raise ValueError(f"global batch {global_batch} is not divisible by {ctx.world_size}")
+        if groups is not None and len(groups) != n_samples:
+            raise ValueError(f"{len(groups)} group ids for {n_samples} samples")
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
         self.n_samples = n_samples
         self.global_batch = global_batch
         self.local_batch = global_batch // ctx.world_size
@@ -165,15 +176,22 @@ class GlobalBatchSampler:
 
     @property
     def batches_per_epoch(self) -> int:
-        return self.n_samples // self.global_batch
+        if self.groups is None:
+            return self.n_samples // self.global_batch
+        return int(sum(n // self.global_batch for n in np.bincount(self.groups)))
 
     def set_position(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def global_order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
+        """Sample indices of epoch ``epoch``; global batch k is ``[k·B, (k+1)·B)`` of it."""
+        rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+        if self.groups is not None:
+            batches = group_batches(self.groups, self.global_batch, rng)
+            return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        if rng is None:
             return np.arange(self.n_samples)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n_samples)
+        return rng.permutation(self.n_samples)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = self.global_order(self.epoch)

@@ -24,13 +24,16 @@ from hicmix.finetune import (
     HISTORY_COLUMNS,
     LOOP_PREDICTION_COLUMNS,
     FinetuneConfig,
+    diagonal_stats,
     finetune,
     flip_strand,
     load_finetuned,
+    masked_mse,
     model_inputs,
     predict_windows,
     write_finetune_config,
 )
+from hicmix.model.heads import HicMapHead, TssTrackBranch
 from hicmix.pretrain import pretrain
 from hicmix.simulate import SimParams, simulate_genome
 from hicmix.tiles import TileDataset, tile_cell_line
@@ -252,6 +255,16 @@ def test_hicmap_windows_and_no_hic_input(genome: dict, config: Path, tmp_path: P
     assert {f"pearson_d{d:02d}" for d in range(W)} <= names
     # the Hi-C patch is the target, never an input: scrambling it leaves predictions unchanged
     model, _ = load_finetuned(out / "model", genome["tiles"])
+    head = model.heads["hicmap"]
+    assert head.is_standardised  # default hicmap_target diagonal_zscore: restored from the card
+    train = TileDataset([genome["tiles"]], "tss", ["train"])
+    hic = np.stack([train[i]["hic"][0].numpy() for i in range(len(train))])
+    valid = np.stack([train[i]["hic_mask"][0].numpy() for i in range(len(train))]).astype(bool)
+    for d in (1, 5):
+        values = np.diagonal(hic, d, 1, 2)[np.diagonal(valid, d, 1, 2)]
+        assert head.diag_mean[d].item() == pytest.approx(values.mean(), rel=1e-4)
+        assert head.diag_sd[d].item() == pytest.approx(values.std(), rel=1e-3)
+    train.close()
     data = TileDataset([genome["tiles"]], "tss", ["test"])
     batch = torch.utils.data.default_collate([data[i] for i in range(6)])
     assert "hic" not in model_inputs(batch, "tracks_only", torch.device("cpu"))
@@ -389,6 +402,61 @@ def test_config_validation(tmp_path: Path):
         FinetuneConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ConfigError, match="precision"):
         FinetuneConfig.from_dict({"precision": "fp8"})
+    assert cfg.hicmap_target == "diagonal_zscore"
+    with pytest.raises(ConfigError, match="hicmap_target"):
+        FinetuneConfig.from_dict({"hicmap_target": "oe"})
+
+
+def test_diagonal_stats_standardised_head_and_scaled_loss():
+    w = 4
+    hic = torch.arange(w, dtype=torch.float32).view(1, w) * torch.ones(w, 1)  # pixel = column
+    items = []
+    for k in range(3):  # windows differing by a constant: each diagonal's sd is that of k
+        mask = torch.ones(1, w, w, dtype=torch.uint8)
+        mask[0, 0, 3] = mask[0, 3, 0] = 0  # diagonal 3 (only these two pixels) has none valid
+        items.append({"hic": (hic + k)[None], "hic_mask": mask, "distance": torch.tensor(0)})
+    mean, sd = diagonal_stats(items, w, batch_size=2)
+    expect = [np.mean(np.r_[np.diagonal(hic.numpy() + k, d), np.diagonal(hic.numpy() + k, -d)])
+              for d in range(3) for k in range(3)]  # fmt: skip
+    np.testing.assert_allclose(mean[:3], np.reshape(expect, (3, 3)).mean(axis=1), rtol=1e-6)
+    assert mean[3] == mean[2] and sd[3] == sd[2]  # no valid pixel on diagonal 3: filled
+    assert sd[0] == pytest.approx(np.std(np.r_[[np.arange(4) + k for k in range(3)]]), rel=1e-5)
+    head = HicMapHead(6, 8, 0.0, "sigmoid", w)
+    head.set_diagonal_standardisation(mean, sd)
+    features = torch.randn(2, 2 * w, 6)
+    distance = torch.tensor([0, 0])
+    out = head.train()(features, distance)
+    z = (out["map"] - mean[pixel_diag(w)]) / sd[pixel_diag(w)]
+    torch.testing.assert_close(out["map_scale"][0, 0], sd[pixel_diag(w)])
+    assert not torch.allclose(z[0, 0], torch.zeros(w, w))
+    target = torch.rand(2, 1, w, w)
+    mask = torch.ones(2, 1, w, w)
+    scaled = masked_mse(out["map"], target, mask, out["map_scale"])
+    z_target = (target - mean[pixel_diag(w)]) / sd[pixel_diag(w)]
+    torch.testing.assert_close(scaled, ((z - z_target) ** 2).mean())
+    evaluated = head.eval()(features, distance)["map"]
+    assert evaluated.min() >= 0 and evaluated.max() <= 1  # clip_scale range in eval mode
+    with pytest.raises(ValueError, match="sd > 0"):
+        head.set_diagonal_standardisation(mean, torch.zeros(w))
+
+
+def pixel_diag(w: int) -> torch.Tensor:
+    offsets = torch.arange(w)
+    return (offsets[None, :] - offsets[:, None]).abs()
+
+
+def test_tss_branch_reads_only_the_centre_bins():
+    w, p, c = 16, 10, 3
+    branch = TssTrackBranch(c, w, p, 3, 8).eval()
+    tracks = torch.rand(2, c, 2 * w * p)
+    base = branch(tracks)
+    far = tracks.clone()
+    far[..., : (w // 2 - 1) * p] = 5.0  # row-anchor bins before the central three
+    far[..., (w // 2 + 2) * p :] = 5.0  # after them, and the column-anchor half
+    torch.testing.assert_close(branch(far), base)
+    near = tracks.clone()
+    near[..., (w // 2) * p : (w // 2) * p + 3] = 5.0  # inside the TSS bin
+    assert not torch.allclose(branch(near), base)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -426,3 +494,68 @@ def test_test_tiles_without_the_task_kind_refused_before_training(
         finetune("expression", "bimodal", [genome["tiles"]], [genome["other"]], config, tmp_path, 0,
                  device="cpu", progress=False)  # fmt: skip
     assert not (tmp_path / "history.csv").exists()
+
+
+def test_tss_branch_crops_the_exact_tss_and_flips_minus_strand():
+    w, p = 4, 10  # row-anchor half: positions 0..39; flank = 5
+    branch = TssTrackBranch(1, w, p, 1, 4)
+    tracks = torch.arange(2 * w * p, dtype=torch.float32).view(1, 1, -1).repeat(4, 1, 1)
+    position = torch.tensor([25, 25, 2, 38])
+    strand = torch.tensor([1, -1, 1, -1])
+    crop = branch.crop(tracks, position, strand)[:, 0]
+    torch.testing.assert_close(crop[0], torch.arange(20.0, 31.0))
+    torch.testing.assert_close(crop[1], torch.arange(30.0, 19.0, -1))  # read 3' → 5'
+    torch.testing.assert_close(crop[2], torch.tensor([0.0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]))
+    # minus strand at 38: 43 .. 33, positions past the row-anchor half are padding (0)
+    torch.testing.assert_close(crop[3], torch.tensor([0.0, 0, 0, 0, 39, 38, 37, 36, 35, 34, 33]))
+
+
+def test_tss_branch_uses_the_tss_and_falls_back_without_strand():
+    w, p, c = 16, 10, 3
+    torch.manual_seed(0)
+    branch = TssTrackBranch(c, w, p, 3, 8).eval()
+    tracks = torch.rand(3, c, 2 * w * p)
+    position = torch.tensor([85, 85, 85])
+    strand = torch.tensor([1, -1, 0])
+    base = branch(tracks)
+    out = branch(tracks, position, strand)
+    torch.testing.assert_close(out[2], base[2])  # strand unknown: bin-level branch only
+    assert not torch.allclose(out[:2], base[:2])
+    assert not torch.allclose(out[0], out[1])  # strand matters
+    moved = branch(tracks, position + 3, strand)
+    assert not torch.allclose(moved[:2], out[:2])  # the exact position matters
+
+
+def test_flip_strand_moves_the_tss_and_keeps_its_crop():
+    w, p = 8, 10
+    torch.manual_seed(0)
+    row = torch.rand(2, 2, w * p)
+    tracks = torch.cat([row, row], dim=-1)  # diagonal (TSS) windows: both halves alike
+    batch = {
+        "tracks": tracks,
+        "tss_position": torch.tensor([43, 47]),
+        "strand": torch.tensor([1, -1]),
+        "label": torch.ones(2),
+    }
+    flipped = flip_strand(batch, torch.tensor([True, False]))
+    assert flipped["tss_position"].tolist() == [w * p - 1 - 43, 47]
+    assert flipped["strand"].tolist() == [-1, -1]
+    branch = TssTrackBranch(2, w, p, 1, 4)
+    before = branch.crop(tracks, batch["tss_position"], batch["strand"])
+    after = branch.crop(flipped["tracks"], flipped["tss_position"], flipped["strand"])
+    torch.testing.assert_close(after, before)
+
+
+def test_model_inputs_pass_tss_keys():
+    batch = {
+        "distance": torch.zeros(2, dtype=torch.int64),
+        "tracks": torch.rand(2, 1, 4),
+        "hic": torch.rand(2, 1, 2, 2),
+        "label": torch.ones(2),
+        "tss_position": torch.tensor([1, 2]),
+        "strand": torch.tensor([1, -1]),
+    }
+    inputs = model_inputs(batch, "bimodal", torch.device("cpu"))
+    assert set(inputs) == {"distance", "tracks", "hic", "tss_position", "strand"}
+    del batch["tss_position"], batch["strand"]
+    assert set(model_inputs(batch, "bimodal", torch.device("cpu"))) == {"distance", "tracks", "hic"}

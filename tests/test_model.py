@@ -435,3 +435,31 @@ def test_contrastive_generalises_to_held_out_synthetic_windows():
     val = float(sum(held_out) / len(held_out))
     assert sum(train[-10:]) / 10 < sum(train[:10]) / 10 - 0.5, train
     assert val < math.log(16) - 1.0, (val, train)
+
+
+def test_expression_exact_tss_inputs_and_fallback():
+    model = tiny_model(tasks=("expression",)).eval()
+    batch = synthetic_batch(SMALL, 2)
+    centre = SMALL.window_bins // 2 * SMALL.positions_per_bin
+    with torch.no_grad():
+        base = model.forward_task(batch, "expression")["scalar"]
+        unknown = {**batch, "tss_position": torch.tensor([centre, centre + 4])}
+        unknown["strand"] = torch.zeros(2, dtype=torch.int64)
+        same = model.forward_task(unknown, "expression")["scalar"]
+        exact = model.forward_task({**unknown, "strand": torch.tensor([1, -1])}, "expression")
+    torch.testing.assert_close(same, base)  # strand 0 / absent keys: the TSS-bin branch only
+    assert exact["scalar"].shape == (2,) and not torch.allclose(exact["scalar"], base)
+
+
+def test_expression_checkpoint_without_exact_tss_term_loads_unchanged():
+    model = tiny_model(tasks=("expression",)).eval()
+    old = {k: v for k, v in model.state_dict().items() if ".tss_out." not in k}
+    batch = synthetic_batch(SMALL, 2)
+    with torch.no_grad():
+        base = model.forward_task(batch, "expression")["scalar"]
+        fresh = tiny_model(tasks=("expression",), seed=1).eval()
+        fresh.load_state_dict(old)  # strict: the missing term is filled with zeros
+        centre = SMALL.window_bins // 2 * SMALL.positions_per_bin
+        exact = {**batch, "tss_position": torch.tensor([centre, centre]), "strand": torch.ones(2)}
+        out = fresh.forward_task(exact, "expression")["scalar"]
+    torch.testing.assert_close(out, base)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -468,3 +469,57 @@ def test_realdata_chr21_region_split(tmp_path: Path) -> None:
         assert (hi[index["split"] == "train"] <= 29_100_000).all()
     tss = _index(out, "tss")
     assert tss["gene_id"].str.startswith("ENSG").all() and tss["expression"].notna().all()
+
+
+def test_tss_offset_and_strand_of_known_genes(genome: dict, tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "gene_id": ["MINUS", "PLUS", "NOSTRAND"],
+            "chrom": ["chr1", "chr1", "chr1"],
+            "tss": [1_234_567, 1_500_000, 1_809_999],
+            "strand": ["-", "+", "."],
+            "SIMA": [1.0, 2.0, 3.0],
+        }
+    )
+    genes = tmp_path / "genes.tsv"
+    table.to_csv(genes, sep="\t", index=False)
+    out = tmp_path / "tiles"
+    tile_cell_line(out=out, **_kwargs(genome, loops=None, genes=genes, kinds=["tss"]))
+    index = _index(out, "tss").set_index("gene_id")
+    assert index.loc["MINUS", ["bin_x", "tss_offset", "strand"]].tolist() == [123, 4_567, -1]
+    assert index.loc["PLUS", ["bin_x", "tss_offset", "strand"]].tolist() == [150, 0, 1]
+    assert index.loc["NOSTRAND", ["bin_x", "tss_offset", "strand"]].tolist() == [180, 9_999, 0]
+    dataset = TileDataset(out, "tss", "train")
+    items = {row.gene_id: dataset[k] for k, row in enumerate(dataset.index.itertuples())}
+    minus = items["MINUS"]
+    assert minus["tss_offset"].dtype == torch.int64 and minus["tss_offset"].item() == 4_567
+    assert minus["strand"].item() == -1
+    assert minus["tss_position"].item() == W // 2 * P + 4_567 // SUBBIN
+    assert items["NOSTRAND"]["tss_position"].item() == W // 2 * P + 9_999 // SUBBIN
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=3)))
+    assert batch["strand"].tolist() == dataset.index["strand"].tolist()
+
+
+def test_tss_fields_in_shards_and_old_tiles_default_to_zero(
+    tiles: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, manifest = tiles
+    tss = _index(out, "tss")
+    genes = pd.read_csv(manifest["inputs"]["genes"]["path"], sep="\t").set_index("gene_id")
+    np.testing.assert_array_equal(tss["tss_offset"], genes.loc[tss["gene_id"], "tss"] % RES)
+    sign = genes.loc[tss["gene_id"], "strand"].map({"+": 1, "-": -1}).to_numpy()
+    np.testing.assert_array_equal(tss["strand"], sign)
+    assert set(tss["strand"]) == {1, -1}
+    row = tss.iloc[3]
+    for key in ("tss_offset", "strand"):
+        assert _read(out, "tss", row, key) == row[key]
+    pretrain = TileDataset(out, "pretrain", "train")[0]
+    assert (pretrain["tss_offset"].item(), pretrain["strand"].item()) == (0, 0)
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for shard in (old / "tss").glob("*.h5"):
+        with h5py.File(shard, "a") as handle:
+            del handle["tss_offset"], handle["strand"]
+    item = TileDataset(old, "tss", "train")[0]
+    assert (item["tss_offset"].item(), item["strand"].item()) == (0, 0)
+    assert item["tss_position"].item() == W // 2 * P

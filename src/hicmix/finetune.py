@@ -9,10 +9,12 @@ Protocol
   read before the best epoch is fixed.
 - Tasks: ``loops`` (``loops`` tiles; BCE-with-logits; selection by val AUROC), ``hicmap`` (``tss``
   tiles; the target is the window's own Hi-C patch, predicted from tracks only, so mode
-  ``tracks_only`` is enforced and ``hic`` is never handed to the model; MSE on valid pixels;
-  selection by the val mean per-distance Pearson over d ≥ 1, not the pixel Pearson that the
-  distance decay inflates), ``expression`` (``tss`` tiles; MSE on the label standardised with the
-  training genes' mean and sd; selection by val Pearson).
+  ``tracks_only`` is enforced and ``hic`` is never handed to the model; MSE on valid pixels, by
+  default of per-diagonal z-scores against the training windows' mean and sd per diagonal
+  (``hicmap_target``), so the model learns the deviation from P(s) and the output map is P(s) +
+  sd · z; selection by the val mean per-distance Pearson over d ≥ 1, not the pixel Pearson that
+  the distance decay inflates), ``expression`` (``tss`` tiles; MSE on the label standardised
+  with the training genes' mean and sd; selection by val Pearson).
 - The model only receives the modalities its mode uses (tracks_only: no ``hic``; hic_only: no
   ``tracks``). Augmentation (``augment: true``) is training-only; validation and test inputs are
   never perturbed (MIX-HIC defect D5).
@@ -82,6 +84,8 @@ SELECTION_METRICS = {
 }
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+#: hicmap training target: the tiles' values, or their per-diagonal z-scores (training statistics)
+HICMAP_TARGETS = ("diagonal_zscore", "raw")
 MODEL_DIR = "model"
 HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_metric", "best")
 LOOP_PREDICTION_COLUMNS = (
@@ -123,7 +127,10 @@ class FinetuneConfig:
     training-only probability of zeroing a whole track channel of a sample (a model trained with it
     accepts missing channels in ``hicmix predict --allow-missing-channels``). ``model``: overrides
     of the size's model config (with ``--pretrained`` only the fine-tuning parts may differ from the
-    checkpoint's).
+    checkpoint's). ``hicmap_target``: ``diagonal_zscore`` (default) trains the hicmap head on each
+    pixel's z-score within its genomic diagonal (mean and sd of the training windows, stored in the
+    model) and de-standardises its output, so the map is decay + predicted deviation; ``raw``
+    regresses the tile values directly (MIX-HIC), which mostly learns the decay.
     """
 
     size: str = "base"
@@ -141,6 +148,7 @@ class FinetuneConfig:
     precision: str = "auto"
     augment: bool = False
     channel_dropout: float = 0.0
+    hicmap_target: str = "diagonal_zscore"
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -167,6 +175,11 @@ class FinetuneConfig:
             raise ConfigError(f"run config betas {list(self.betas)} must be two numbers in [0, 1)")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"run config min_lr_ratio {self.min_lr_ratio} must lie in [0, 1]")
+        if self.hicmap_target not in HICMAP_TARGETS:
+            raise ConfigError(
+                f"run config hicmap_target {self.hicmap_target!r} is unknown; use one of "
+                f"{', '.join(HICMAP_TARGETS)}"
+            )
         if not isinstance(self.augment, bool):
             raise ConfigError(f"run config augment is {self.augment!r}; use true or false")
         if not 0 <= self.channel_dropout < 1:
@@ -318,14 +331,18 @@ def model_inputs(
     """The tensors the model may see in ``mode``: tracks_only drops ``hic``, hic_only ``tracks``.
 
     Labels and masks never reach the model; for the hicmap task this guarantees the target patch is
-    not an input.
+    not an input. The TSS keys (``tss_position``, ``strand``) pass through when the batch has them.
     """
-    keys = ["distance"]
+    keys = ["distance", *(k for k in TSS_INPUTS if k in batch)]
     if mode != "hic_only":
         keys.append("tracks")
     if mode != "tracks_only":
         keys.append("hic")
     return {k: batch[k].to(device, non_blocking=True) for k in keys}
+
+
+#: optional per-sample TSS inputs of the expression head (from TileDataset)
+TSS_INPUTS = ("tss_position", "strand")
 
 
 def flip_strand(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
@@ -335,7 +352,8 @@ def flip_strand(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     diagonal windows the transpose is a no-op); ``hic_mask`` likewise; tracks: each half is reversed
     and the halves swap (the column anchor becomes the row anchor). Exact for diagonal windows; an
     off-diagonal patch's centre moves by one bin (W is even), which keeps a loop dot at the centre
-    within one pixel. Labels and distance are unchanged.
+    within one pixel. Labels and distance are unchanged; a TSS moves to the mirrored position of
+    the row-anchor half (WP - 1 - position) and its strand turns over.
     """
     if not bool(flip.any()):
         return batch
@@ -349,13 +367,68 @@ def flip_strand(batch: dict[str, Any], flip: torch.Tensor) -> dict[str, Any]:
     half = tracks.shape[-1] // 2
     reversed_ = torch.cat([tracks[..., half:].flip(-1), tracks[..., :half].flip(-1)], dim=-1)
     out["tracks"] = torch.where(flip.view(-1, 1, 1), reversed_, tracks)
+    if "tss_position" in batch:
+        position = batch["tss_position"]
+        out["tss_position"] = torch.where(flip, half - 1 - position, position)
+    if "strand" in batch:
+        out["strand"] = torch.where(flip, -batch["strand"], batch["strand"])
     return out
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the valid (mask = 1) pixels; 0 when none is valid."""
+def masked_mse(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error over the valid (mask = 1) pixels; 0 when none is valid.
+
+    ``scale`` (broadcastable, > 0) divides the error first: with the per-diagonal sd this is the
+    MSE of per-diagonal z-scores, so every distance weighs alike.
+    """
     mask = mask.to(pred.dtype)
-    return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1.0)
+    diff = pred - target
+    if scale is not None:
+        diff = diff / scale.to(pred.dtype)
+    return (diff**2 * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def pixel_diagonals(distance: torch.Tensor, window: int) -> torch.Tensor:
+    """Genomic diagonal |distance + j - i| of every pixel of (B,) windows: (B, W, W) int64."""
+    offsets = torch.arange(window)
+    diag = distance.view(-1, 1, 1).long() + offsets.view(1, 1, -1) - offsets.view(1, -1, 1)
+    return diag.abs()
+
+
+@torch.no_grad()
+def diagonal_stats(
+    dataset: torch.utils.data.Dataset, window: int, batch_size: int = 256, min_sd: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and sd (W,) of the valid Hi-C pixels of each genomic diagonal 0 … W-1 (farther
+    diagonals pooled into W-1) over ``dataset`` (the training windows); sd floored at ``min_sd``,
+    diagonals without a valid pixel take the nearest lower diagonal's values.
+    """
+    total = torch.zeros(window, dtype=torch.float64)
+    squares, count = torch.zeros_like(total), torch.zeros_like(total)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in loader:
+        hic = batch["hic"][:, 0].double()
+        valid = batch["hic_mask"][:, 0].bool() & torch.isfinite(hic)
+        diag = pixel_diagonals(batch["distance"], window).clamp_max(window - 1)[valid]
+        values = hic[valid]
+        total.index_add_(0, diag, values)
+        squares.index_add_(0, diag, values**2)
+        count.index_add_(0, diag, torch.ones_like(values))
+    if not bool((count > 0).any()):
+        raise InputError("the training windows hold no valid Hi-C pixel; check the tiles' masks")
+    mean = total / count.clamp_min(1)
+    sd = (squares / count.clamp_min(1) - mean**2).clamp_min(0).sqrt().clamp_min(min_sd)
+    for d in range(1, window):  # fill empty diagonals from the nearest lower one
+        if count[d] == 0:
+            mean[d], sd[d] = mean[d - 1], sd[d - 1]
+    first = int(torch.nonzero(count > 0)[0])
+    mean[:first], sd[:first] = mean[first], sd[first]
+    return mean.float(), sd.float()
 
 
 @dataclass(frozen=True)
@@ -381,7 +454,13 @@ def task_loss(
             outputs["logits"].float(), batch["label"].float()
         )
     if task == "hicmap":
-        return masked_mse(outputs["map"].float(), batch["hic"].float(), batch["hic_mask"])
+        scale = outputs.get("map_scale")
+        return masked_mse(
+            outputs["map"].float(),
+            batch["hic"].float(),
+            batch["hic_mask"],
+            None if scale is None else scale.float(),
+        )
     stats = stats or LabelStats()
     target = (batch["label"].float() - stats.mean) / stats.sd
     return nn.functional.mse_loss(outputs["scalar"].float(), target)
@@ -580,8 +659,14 @@ def check_test_tiles(
 def finetune_card(
     manifests: Sequence[Mapping[str, Any]], tile_dirs: Sequence[Path], kind: str
 ) -> dict[str, Any]:
-    """Card fields describing the training tiles (geometry, channels, transforms, cell lines)."""
+    """Card fields describing the training tiles (geometry, channels, transforms, cell lines), and
+    what ``hicmix predict`` needs without the tiles: the loop anchor range of the tiles
+    (``loop_min_bp``/``loop_max_bp``), their balancing scale ``hic_scale`` (mean over the folders)
+    and ``loop_threshold`` (None here: chosen on the validation chromosomes by genome-wide calling,
+    and written into the card by the workflow's predict_card rule)."""
     m = manifests[0]
+    options = m.get("options") or {}
+    scales = [float(x["hic_scale"]) for x in manifests if x.get("hic_scale") is not None]
     return {
         "kind": kind,
         "geometry": {
@@ -598,6 +683,10 @@ def finetune_card(
         "subbin_bp": int(m["subbin_bp"]),
         "tile_splits": m.get("splits"),
         "tile_dirs": [str(d) for d in tile_dirs],
+        "loop_min_bp": None if options.get("loop_min_bp") is None else int(options["loop_min_bp"]),
+        "loop_max_bp": None if options.get("loop_max_bp") is None else int(options["loop_max_bp"]),
+        "loop_threshold": None,
+        "hic_scale": float(np.mean(scales)) if scales else None,
     }
 
 
@@ -785,6 +874,9 @@ class _Run:
             tasks=(self.task,),
         )
         self.load_report = None if ckpt is None else load_pretrained_into(model, ckpt)
+        if self.task == "hicmap" and self.cfg.hicmap_target == "diagonal_zscore":
+            mean, sd = diagonal_stats(self.train_set, int(manifest["window_bins"]))
+            model.heads["hicmap"].set_diagonal_standardisation(mean, sd)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             parameter_groups(self.model, self.cfg.weight_decay),

@@ -8,7 +8,10 @@ The folder layout is the "Tile contract" of docs/architecture.md. Conventions us
 - ``pretrain``: diagonal windows starting at bins 0, S, 2S, ... (x = y = start + W//2), plus
   off-diagonal pairs of those windows up to ``max_offdiag_bp`` apart.
 - ``loops``: patches centred on the BEDPE loops (label 1) and on Peakachu-style negatives (label 0).
-- ``tss``: one diagonal window per gene, centred on the bin of its TSS (label = expression).
+- ``tss``: one diagonal window per gene, centred on the bin of its TSS (label = expression); the
+  shards and index.tsv also keep the TSS's bp offset within that bin (``tss_offset``) and the gene's
+  strand (``strand``: +1 / -1, 0 when the gene table has none). Older tss tiles without them read
+  back as 0 (the tile format is unchanged: no version bump).
 
 A cell line is tiled chromosome by chromosome: the chromosome's Hi-C band and track sub-bins are
 read once, then samples are cut in batches with vectorised indexing and streamed into one open shard
@@ -64,7 +67,14 @@ INDEX_COLUMNS = (
     "shard",
     "row",
 )
-LABEL_COLUMNS = {"pretrain": (), "loops": ("label",), "tss": ("gene_id", "expression")}
+LABEL_COLUMNS = {
+    "pretrain": (),
+    "loops": ("label",),
+    "tss": ("gene_id", "expression", "tss_offset", "strand"),
+}
+#: per-sample TSS datasets of tss shards (int64; absent elsewhere and in older tiles: read as 0)
+TSS_FIELDS = ("tss_offset", "strand")
+STRAND_CODES = {"+": 1, "-": -1}
 
 #: manifest fields that must agree between tile folders mixed in one TileDataset (shards repeat).
 COMPAT_FIELDS = (
@@ -103,6 +113,7 @@ class _Samples:
     label: np.ndarray
     gene_id: np.ndarray | None = None
     split: np.ndarray | None = None
+    tss: dict[str, np.ndarray] | None = None  # TSS_FIELDS of tss samples
 
     @classmethod
     def empty(cls, with_genes: bool = False) -> _Samples:
@@ -121,6 +132,7 @@ class _Samples:
             self.label[keep],
             None if self.gene_id is None else self.gene_id[keep],
             None if self.split is None else self.split[keep],
+            None if self.tss is None else {k: v[keep] for k, v in self.tss.items()},
         )
 
     @staticmethod
@@ -132,6 +144,9 @@ class _Samples:
             np.concatenate([p.label for p in parts]),
             None if first.gene_id is None else np.concatenate([p.gene_id for p in parts]),
             None if first.split is None else np.concatenate([p.split for p in parts]),
+            None
+            if first.tss is None
+            else {k: np.concatenate([p.tss[k] for p in parts]) for k in first.tss},
         )
 
     def sorted(self) -> _Samples:
@@ -195,13 +210,15 @@ def _pretrain_samples(ctx: _Context, n_bins: int, stride: int, max_offdiag_bins:
 
 
 def _tss_samples(ctx: _Context, genes: pd.DataFrame) -> _Samples:
-    centre = genes["tss"].to_numpy(np.int64) // ctx.resolution
-    start = centre - ctx.window // 2
+    tss = genes["tss"].to_numpy(np.int64)
+    start = tss // ctx.resolution - ctx.window // 2
+    strand = genes["strand"] if "strand" in genes else pd.Series(0, index=genes.index)
     return _Samples(
         start,
         start.copy(),
         genes["expression"].to_numpy(np.float32),
         genes["gene_id"].to_numpy(object),
+        tss={"tss_offset": tss % ctx.resolution, "strand": strand.to_numpy(np.int64)},
     ).sorted()
 
 
@@ -482,8 +499,13 @@ def read_genes(
     gene_id_column: str,
     tss_column: str,
     expression_column: str,
+    strand_column: str | None = "strand",
 ) -> pd.DataFrame:
-    """The gene table as (gene_id, chrom, tss, expression) with normalised chromosome names."""
+    """The gene table as (gene_id, chrom, tss, expression, strand) with normalised chromosome names.
+
+    strand is +1 / -1 from '+' / '-' in ``strand_column``, 0 where that column is absent or holds
+    anything else.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: gene table not found; check the --genes path")
@@ -514,6 +536,7 @@ def read_genes(
             "chrom": [normalize_chrom(c) for c in table[GENE_CHROM_COLUMN]],
             "tss": tss.astype(np.int64).to_numpy(),
             "expression": expression.astype(np.float32).to_numpy(),
+            "strand": _strand_codes(table, strand_column),
         }
     )
     lengths = genes["chrom"].map(chromsizes)
@@ -525,6 +548,13 @@ def read_genes(
             "in the Hi-C file; use a gene table of the same assembly"
         )
     return genes
+
+
+def _strand_codes(table: pd.DataFrame, column: str | None) -> np.ndarray:
+    if not column or column not in table.columns:
+        return np.zeros(len(table), dtype=np.int64)
+    codes = table[column].astype(str).str.strip().map(STRAND_CODES)
+    return codes.fillna(0).to_numpy(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -633,6 +663,8 @@ def _write_samples(
             "distance": (bins[:, 1] - bins[:, 0]).astype(np.int64),
             "label": part.label.astype(np.float32),
         }
+        if out.kind == "tss":
+            arrays.update({k: part.tss[k].astype(np.int64) for k in TSS_FIELDS})
         shard = np.zeros(len(part), dtype=object)
         row = np.zeros(len(part), dtype=np.int64)
         for split in SPLITS:
@@ -645,7 +677,7 @@ def _write_samples(
                     out.folder,
                     split,
                     shard_size,
-                    _shard_shapes(ctx),
+                    _shard_shapes(ctx, out.kind),
                     _shard_attrs(ctx, out.kind, split),
                 )
             whole = len(sel) == len(part)  # the usual case: no copy
@@ -700,6 +732,7 @@ def _write_index_rows(
             fields.append(int(part.label[k]))
         elif out.kind == "tss":
             fields += [part.gene_id[k], _format_float(part.label[k])]
+            fields += [int(part.tss[name][k]) for name in TSS_FIELDS]
         lines.append("\t".join(map(str, fields)) + "\n")
     out.index.writelines(lines)
     out.n_samples += len(part)
@@ -718,8 +751,9 @@ def _transform_patches(
     return np.where(mask, values, 0).astype(np.float32), mask.astype(np.uint8)
 
 
-def _shard_shapes(ctx: _Context) -> dict[str, tuple[tuple[int, ...], str]]:
+def _shard_shapes(ctx: _Context, kind: str) -> dict[str, tuple[tuple[int, ...], str]]:
     w, c, length = ctx.window, len(ctx.channels), 2 * ctx.window * ctx.positions
+    tss = {name: ((), "int64") for name in TSS_FIELDS} if kind == "tss" else {}
     return {
         "hic": ((w, w), "float32"),
         "hic_mask": ((w, w), "uint8"),
@@ -727,6 +761,7 @@ def _shard_shapes(ctx: _Context) -> dict[str, tuple[tuple[int, ...], str]]:
         "bins": ((2,), "int64"),
         "distance": ((), "int64"),
         "label": ((), "float32"),
+        **tss,
     }
 
 
@@ -821,6 +856,7 @@ def tile_cell_line(
     genes: str | Path | None = None,
     gene_id_column: str = "gene_id",
     tss_column: str = "tss",
+    strand_column: str | None = "strand",
     expression_column: str | None = None,
     chromosomes: Sequence[str] | None = None,
     splits: SplitSpec | Mapping[str, Iterable[str] | str] | None = None,
@@ -845,7 +881,7 @@ def tile_cell_line(
 
     ``tracks`` maps channel names to bigWig paths, in channel order. ``kinds`` defaults to pretrain,
     plus loops when ``loops`` is given and tss when ``genes`` is given. ``expression_column``
-    defaults to ``cell_line``.
+    defaults to ``cell_line``; ``strand_column`` ('+' / '-') is optional (strand 0 without it).
     """
     check_hic_transform(hic_transform)
     check_track_transform(track_transform)
@@ -911,7 +947,12 @@ def tile_cell_line(
         ctx.drop("loops", "chromosome_not_tiled", int(not_tiled.sum()))
     if "tss" in kinds:
         gene_table = read_genes(
-            genes, hic_sizes, gene_id_column, tss_column, expression_column or cell_line
+            genes,
+            hic_sizes,
+            gene_id_column,
+            tss_column,
+            expression_column or cell_line,
+            strand_column,
         )
         ctx.drop("tss", "chromosome_not_tiled", int((~gene_table["chrom"].isin(chroms)).sum()))
         missing = gene_table["expression"].isna() & gene_table["chrom"].isin(chroms)
@@ -970,6 +1011,7 @@ def tile_cell_line(
                 "exclusion_bins": exclusion_bins,
                 "shard_size": shard_size,
                 "expression_column": (expression_column or cell_line) if "tss" in kinds else None,
+                "strand_column": strand_column if "tss" in kinds else None,
             },
         )
         with atomic_path(tmp / "manifest.json") as path:
@@ -1145,7 +1187,11 @@ class TileDataset(torch.utils.data.Dataset):
 
     Each item is a dict: ``hic`` (1, W, W) float32, ``hic_mask`` (1, W, W) float32 (1 = valid
     pixel), ``tracks`` (C, 2·W·P) float32, ``label`` () float32, ``distance`` () int64, ``bins``
-    (2,) int64 and ``sample`` (the item's position in this dataset). ``index`` holds the index rows.
+    (2,) int64, ``sample`` (the item's position in this dataset), and for the TSS: ``tss_offset``
+    () int64 (bp within the centre bin), ``strand`` () int64 (+1 / -1, 0 = unknown) and
+    ``tss_position`` () int64 (its sub-bin in the row-anchor track half, (W//2)·P + offset //
+    sub-bin); these are 0 (position: the centre bin's first sub-bin) for other kinds and older
+    tiles. ``index`` holds the index rows.
     HDF5 files are opened on first use in each process (so DataLoader workers never share a handle).
     """
 
@@ -1254,7 +1300,15 @@ class TileDataset(torch.utils.data.Dataset):
             "distance": torch.tensor(int(handle["distance"][row]), dtype=torch.int64),
             "bins": torch.from_numpy(handle["bins"][row].astype(np.int64)),
             "sample": item,
+            **self._tss_fields(handle, row),
         }
+
+    def _tss_fields(self, handle: h5py.File, row: int) -> dict[str, torch.Tensor]:
+        values = {k: int(handle[k][row]) if k in handle else 0 for k in TSS_FIELDS}
+        m = self.manifests[0]
+        centre = int(m["window_bins"]) // 2 * int(m["positions_per_bin"])
+        values["tss_position"] = centre + values["tss_offset"] // int(m["subbin_bp"])
+        return {k: torch.tensor(v, dtype=torch.int64) for k, v in values.items()}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -84,11 +84,20 @@ class MixHiC(nn.Module):
             )
         if "hicmap" in self.tasks:
             self.heads["hicmap"] = HicMapHead(
-                2 * e, config.head_hidden, config.head_dropout, MAP_ACTIVATIONS[hic_transform]
+                2 * e,
+                config.head_hidden,
+                config.head_dropout,
+                MAP_ACTIVATIONS[hic_transform],
+                geometry.window_bins,
             )
         if "expression" in self.tasks:
             self.heads["expression"] = ExpressionHead(
-                2 * e, config.expression_hidden, config.expression_center_bins
+                2 * e,
+                config.expression_hidden,
+                config.expression_center_bins,
+                geometry.n_channels,
+                geometry.window_bins,
+                geometry.positions_per_bin,
             )
 
     # ----------------------------------------------------------------- encoders and shared space
@@ -146,10 +155,14 @@ class MixHiC(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Task outputs for one batch.
 
-        task "loops" → {"logits": (B,)}; "hicmap" → {"map": (B, 1, W, W)}; "expression" →
+        task "loops" → {"logits": (B,)}; "hicmap" → {"map": (B, 1, W, W)} (plus "map_scale", the
+        per-pixel diagonal sd, after ``set_diagonal_standardisation`` of the head); "expression" →
         {"profile": (B, W), "scalar": (B,)}. mode "bimodal" uses tracks + Hi-C, "tracks_only" tracks
         + Hi-C imputed from them (no ``hic`` needed), "hic_only" Hi-C + tracks imputed from it (no
         ``tracks`` needed; loops only, because the decoder needs the track encoder's skips).
+        Optional expression keys: ``tss_position`` (B,) (the TSS's sub-bin in the row-anchor track
+        half) and ``strand`` (B,) (+1 / -1, 0 = unknown) give the head the exact TSS; without them
+        it sees the TSS bin only.
         """
         _check_choice("mode", mode, MODES)
         if task not in self.heads:
@@ -181,8 +194,10 @@ class MixHiC(nn.Module):
             return {"logits": self.heads["loops"](fused)}
         features = self.decoder(fused, skips)
         if task == "hicmap":
-            return {"map": self.heads["hicmap"](features, distance)}
-        return self.heads["expression"](features)
+            return self.heads["hicmap"](features, distance)
+        return self.heads["expression"](
+            features, batch["tracks"], batch.get("tss_position"), batch.get("strand")
+        )
 
     def forward(
         self, batch: Mapping[str, torch.Tensor], task: str | None = None, mode: str = "bimodal"

@@ -374,9 +374,17 @@ class Runner:
 
     @torch.inference_mode()
     def __call__(
-        self, tracks: np.ndarray, distance: np.ndarray, hic: np.ndarray | None = None
+        self,
+        tracks: np.ndarray,
+        distance: np.ndarray,
+        hic: np.ndarray | None = None,
+        tss: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
+        """Task outputs of one batch; ``tss`` (tss_position, strand per sample) lets an expression
+        model read the exact TSS, as in its training tiles."""
         batch = {"distance": torch.from_numpy(np.asarray(distance, dtype=np.int64))}
+        for key, values in (tss or {}).items():
+            batch[key] = torch.from_numpy(np.asarray(values, dtype=np.int64))
         if self.mode != "hic_only":
             batch["tracks"] = torch.from_numpy(tracks)
         if self.mode != "tracks_only":

@@ -40,6 +40,8 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -47,3 +49,5 @@ rule all:
     input:
         all_targets,
         task_targets,
+        predict_targets,
+        report_targets,

@@ -16,15 +16,20 @@ from click.testing import CliRunner
 
 from hicmix.balance import balance_hic
 from hicmix.baselines.run import (
+    BandReader,
     BaselinesConfig,
     TileArrays,
+    caller_training_set,
     expression_tensor,
     learning_curve_sizes,
     load_baselines_config,
     load_tiles,
+    masked_band,
+    region_bins,
     run_baselines,
     run_npz,
     tensor_grid,
+    training_bins,
     training_chromosomes,
     write_baselines_config,
 )
@@ -252,6 +257,83 @@ def test_genomewide_peakachu_threshold_from_val(peakachu_run: Path, genome: dict
     assert set(_metrics(cross / "seed1")["split"]) == {"test"}
     with pytest.raises(ConfigError, match="model-run"):
         _run(genome, "loops_genomewide", "peakachu", "none")
+
+
+def test_genomewide_caller_rows_val_choice_and_cross_cell(genome: dict):
+    out = _run(genome, "loops_genomewide", "hicmix-caller", "SIMA", seeds=(0, 1))
+    folder = out / "seed0"
+    summary = _summary(folder)
+    assert summary["method"] == "hicmix-caller" and summary["threshold_source"] == "val (chr2)"
+    assert summary["train_positives"] > 0 and summary["test_regions"] == ["chr3"]
+    metrics = _metrics(folder)
+    assert set(metrics["method"]) == {"hicmix-caller"} and set(metrics["split"]) == {"val", "test"}
+    val = metrics[metrics["split"] == "val"].set_index("metric")["value"]
+    test = metrics[metrics["split"] == "test"].set_index("metric")["value"]
+    names = ["f1_r1", "f1_r2", "precision_r1", "recall_r1", "precision_r2", "recall_r2"]
+    assert np.isfinite(test[[*names, "n_calls", "n_truth"]]).all() and test["n_truth"] > 0
+    assert np.isfinite(val[names]).all()
+    # the val-chosen pooling is recorded: val rows, summary and the choice table agree
+    choice = pd.read_csv(folder / "threshold_grid.tsv", sep="\t")
+    assert val["threshold"] == pytest.approx(summary["threshold"]) == choice["threshold"][0]
+    assert val["pool_radius"] == summary["pool_radius"] == choice["pool_radius"][0]
+    assert val["f1_r1"] == pytest.approx(choice["f1"][0])
+    calls = pd.read_csv(folder / "calls.bedpe", sep="\t", header=None)
+    assert calls.shape[1] == 7 and set(calls[0]) <= {"chr3"} and len(calls) == test["n_calls"]
+    assert (folder / "model.joblib").is_file()
+    # deterministic trees: every seed gives the same rows
+    other = _metrics(out / "seed1").drop(columns="seed")
+    pd.testing.assert_frame_equal(metrics.drop(columns="seed"), other)
+    cross = _run(genome, "loops_genomewide", "hicmix-caller", "SIMB", test=[genome["other"]],
+                 seeds=(1,), threshold_run=out)  # fmt: skip
+    cross_summary = _summary(cross / "seed1")
+    assert cross_summary["selection_split"] is None and cross_summary["test_cell_line"] == "SIMB"
+    assert cross_summary["threshold"] == summary["threshold"]
+    assert cross_summary["pool_radius"] == summary["pool_radius"]
+    cross_test = _metrics(cross / "seed1")
+    assert set(cross_test["split"]) == {"test"}
+    # SIMB's tiles hold SIMA's maps: the same calls
+    cross_values = cross_test.set_index("metric")["value"]
+    pd.testing.assert_series_equal(cross_values, test, check_names=False)
+
+
+def test_region_bins_follow_restrict():
+    keep = region_bins([("chr1", 25_000, 60_000), ("chr2", 0, None)], "chr1", 10, 10_000)
+    assert np.flatnonzero(keep).tolist() == [3, 4, 5]
+    assert region_bins([("chr2", 0, None)], "chr2", 4, 10_000).all()
+    band = np.arange(12.0).reshape(3, 4)  # [d, i] = M[i, i + d]
+    cut = masked_band(band, np.array([True, True, False, True]))
+    assert np.isnan(cut[0, 2]) and np.isnan(cut[1, 1]) and np.isnan(cut[2, 0])
+    assert cut[2, 1] == band[2, 1] and np.isnan(cut[1, 3])  # (1, 3) kept; (3, 4) is off the end
+
+
+@pytest.mark.parametrize("splits", [SPLIT, {"val": ["chr2"], "test": ["chr3", "chr1:2000000-"]}])
+def test_caller_training_set_never_sees_held_out_contacts(genome: dict, splits: dict):
+    """Scrambling every contact with an anchor in a val or test chromosome / region leaves the
+    training candidates, labels and fitted scorer unchanged."""
+    from hicmix.predict.loops import CallerSettings, fit_loop_scorer
+
+    manifest = {**json.loads((genome["tiles"] / "manifest.json").read_text()), "splits": splits}
+    reader = BandReader(manifest, 60 + 13)
+    rng = np.random.default_rng(1)
+
+    def scrambled(chrom: str) -> np.ndarray:
+        values = np.asarray(reader(chrom), dtype=np.float64)
+        keep = training_bins(manifest, chrom, values.shape[1])
+        inside = np.isfinite(masked_band(np.zeros_like(values), keep))
+        noise = rng.permutation(values.ravel()).reshape(values.shape) * 3.0 + 1.0
+        return np.where(inside, values, noise)
+
+    caller = CallerSettings(min_bins=2, max_bins=60)
+    x, y, counts = caller_training_set(manifest, reader, caller)
+    x2, y2, counts2 = caller_training_set(manifest, scrambled, caller)
+    assert counts == counts2 and counts["train_positives"] > 0
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(x, x2)
+    a, b = fit_loop_scorer(x, y, 0), fit_loop_scorer(x2, y2, 0)
+    np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
+    if len(splits["test"]) > 1:  # chr1 beyond 2 Mb is test: no candidate of it is trained on
+        whole = caller_training_set({**manifest, "splits": SPLIT}, reader, caller)[2]
+        assert counts["train_candidates"] < whole["train_candidates"]
 
 
 # ----------------------------------------------------------------------------- Hi-C maps

@@ -210,7 +210,8 @@ def test_sheets_load_with_defaults(sheets):
         ),
         (
             lambda c, t: c[0].__setitem__(3, ""),
-            "cells.tsv row 1 (line 2), column hic_source: empty; it is required",
+            "cells.tsv row 1 (line 2), column roles: pretrain needs Hi-C but hic_source is empty; "
+            "give hic_source, or set roles to predict for a tracks-only row",
         ),
         (
             lambda c, t: c[0].__setitem__(3, "sim/SIMA/hic.h5"),
@@ -348,6 +349,60 @@ def test_pretrain_needs_a_pretrain_cell_line(sheets):
     sheets(cells)  # fine while pre-training is off
     assert error_of(sheets, cells, pretrain={"enabled": True}).startswith(
         "cells.tsv: pretrain.enabled is true but no cell line has the role pretrain"
+    )
+
+
+def tracks_only_sheets(roles: str = "predict", extra: str = "") -> tuple[list, list, list]:
+    """Cell header and rows with a third, tracks-only row SIMC (extra: its hic_md5), and tracks."""
+    header = [*CELL_HEADER, "hic_md5"]
+    cells = [[*row, ""] for row in CELL_ROWS] + [["SIMC", "sim1", roles, "", "", "", extra]]
+    return header, cells, track_rows(("SIMA", "SIMB", "SIMC"))
+
+
+def test_tracks_only_row_is_accepted(sheets):
+    header, cells, tracks = tracks_only_sheets()
+    config, cell_df, track_df = sheets(cells, tracks, cell_header=header)
+    assert hc.tracks_only_cell_lines(cell_df) == ["SIMC"]
+    assert hc.hic_cell_lines(cell_df) == ["SIMA", "SIMB"]
+    assert hc.cell_lines_with_role(cell_df, "predict") == ["SIMC"]
+    assert hc.cell_lines_with_role(cell_df, "finetune") == ["SIMA", "SIMB"]
+    files = hc.downloads(config, cell_df, track_df, "SIMC")
+    assert sorted(files) == sorted(f"tracks/{a}.bw" for a in CHANNELS)  # no Hi-C download
+    assert files["tracks/CTCF.bw"] == ("sim/SIMC/CTCF.bw", "")
+    assert hc.cell_settings(config, cell_df, "SIMC")["roles"] == ["predict"]
+
+
+@pytest.mark.parametrize(
+    ("roles", "extra", "expected"),
+    [
+        (
+            "pretrain",
+            "",
+            "column roles: pretrain needs Hi-C but hic_source is empty; give hic_source, or set "
+            "roles to predict for a tracks-only row",
+        ),
+        ("finetune", "", "column roles: finetune needs Hi-C but hic_source is empty"),
+        ("pretrain,finetune", "", "column roles: pretrain needs Hi-C"),
+        ("predict,finetune", "", "column roles: 'predict,finetune' is not a valid roles"),
+        (
+            "predict",
+            "0123456789abcdef0123456789abcdef",
+            "column hic_md5: set but hic_source is empty; clear hic_md5 or give hic_source",
+        ),
+    ],
+)
+def test_tracks_only_row_needs_role_predict(sheets, roles, extra, expected):
+    header, cells, tracks = tracks_only_sheets(roles, extra)
+    message = error_of(sheets, cells, tracks, cell_header=header)
+    assert message.startswith(f"cells.tsv row 3 (line 4), {expected}"), message
+
+
+def test_role_predict_needs_an_empty_hic_source(sheets):
+    cells = [list(row) for row in CELL_ROWS]
+    cells[1][2] = "predict"
+    assert error_of(sheets, cells) == (
+        "cells.tsv row 2 (line 3), column roles: predict is for tracks-only rows but hic_source "
+        "is given; use pretrain and/or finetune, or clear hic_source"
     )
 
 

@@ -279,7 +279,10 @@ def test_dry_run_task_jobs(tmp_path: Path):
     # 3 tasks x 3 seeds trained on SIMA; SIMB scored with the same models; calling per model
     assert counts["finetune"] == 9 and counts["finetune_transfer"] == 9
     assert counts["loop_calling"] == 3 and counts["finetune_config"] == 3
-    assert counts["baselines"] == 3 * 2 + 1  # loops, hicmap, expression x 2 pairs; calling
+    # loops, hicmap, expression x 2 pairs; calling (peakachu, hicmix-caller) same-cell only
+    assert counts["baselines"] == 3 * 2 + 2
+    caller = next(line for line in text.splitlines() if "--method hicmix-caller" in line)
+    assert "--task loops_genomewide" in caller and "--model-run" not in caller
     assert "baselines_npz" not in counts and counts["metrics"] == 1
     assert "hicmix finetune --task loops --mode bimodal --tiles results/tiles/SIMA" in text
     assert "--seed 0 --seed 1 --seed 2" in text
@@ -303,6 +306,7 @@ def test_task_dag_end_to_end(tmp_path: Path):
         ("loops", "peakachu"): "auroc",
         ("loops_genomewide", "hicmix-bimodal-nonpre"): "f1_r1",
         ("loops_genomewide", "peakachu"): "f1_r1",
+        ("loops_genomewide", "hicmix-caller"): "f1_r1",
         ("hicmap", "hicmix-tracks_only-nonpre"): "distance_pearson_mean",
         ("hicmap", "distance_decay"): "distance_pearson_mean",
         ("expression", "hicmix-tracks_only-nonpre"): "pearson",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import struct
@@ -345,7 +347,7 @@ def test_expression_learning_curve_and_realdata_reference(tmp_path: Path) -> Non
     ) in page
     assert "beats deepchrome on AUROC (above median) by 0.020" in page
     expression = page[page.index("<section id='expression'>") : page.index("id='reference'")]
-    assert expression.count("data:image/png;base64,") == 2  # learning curve + scatter
+    assert expression.count("data:image/png;base64,") == 3  # learning curve, ROC/PR, scatter
     assert "0.350 ± 0.010" in expression  # pearson_n100 of ours in the learning-curve table
     # learning-curve rows stay out of the main table
     assert "deepchrome-n100" not in expression.split("<h3>Learning curve</h3>")[0]
@@ -510,7 +512,7 @@ def test_snakemake_rule_renders_the_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     page = (tmp_path / "results" / "report" / "index.html").read_text()
-    assert "snakemake --cores 1" in page
+    assert "snakemake --cores N" in page  # --cores is left out: another one must not redo it
     assert "test: [chr3]" in page or "- chr3" in page  # the resolved config is embedded
 
 
@@ -555,3 +557,222 @@ def test_browser_screenshot_is_not_blank(tmp_path: Path) -> None:
     pixels = mpimg.imread(shot)[..., :3]
     assert pixels.std() > 0.05  # text, tables and figures, not a blank page
     assert (pixels.mean(axis=2) < 0.5).mean() > 0.005  # some dark (text) pixels
+
+
+# --------------------------------------------------------------------------------------------------
+# the task names the workflow writes: loops_genomewide, expression_learning_curve, expression_npz
+
+
+def _workflow_rows() -> list[dict]:
+    rows = []
+    for method, f1 in (("hicmix-bimodal-nonpre", 0.30), ("peakachu", 0.25)):
+        for metric, value in (("f1_r1", f1), ("precision_r1", f1 + 0.1), ("f1_r2", f1 + 0.05)):
+            rows += _rows("loops_genomewide", method, metric, _spread(value))
+        rows += _rows("loops_genomewide", method, "recall_r1_100kb-200kb", _spread(0.2))
+        rows += _rows("loops", method, "auroc", _spread(0.9 if f1 > 0.28 else 0.85))
+    for method, pearson in (("hicmix-bimodal-nonpre", 0.62), ("deepchrome", 0.58)):
+        rows += _rows("expression", method, "pearson", _spread(pearson))
+        rows += _rows("expression", method, "above_median_auroc", _spread(pearson + 0.2))
+    for metric in ("pearson", "above_median_auroc"):  # a transfer run of ours
+        rows += _rows("expression", "hicmix-bimodal-nonpre", metric, _spread(0.5), test="SIMB")
+    for size, value in (("100", 0.41), ("1000", 0.52), ("all", 0.58)):
+        rows += _rows("expression_learning_curve", "deepchrome", f"pearson_n{size}", _spread(value))
+        count = 1843.0 if size == "all" else float(size)
+        rows += _rows(
+            "expression_learning_curve", "deepchrome", f"n_train_genes_n{size}", (count,) * 3
+        )
+    for method, auroc in (("linear", 0.929), ("deepchrome", 0.935)):
+        for metric, value in (("above_median_auroc", auroc), ("pearson", auroc - 0.12)):
+            rows += _rows(
+                "expression_npz", method, metric, _spread(value, 0.002), "cv", "C11", "C11"
+            )
+    return rows
+
+
+def _npz_predictions(folder: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(1, 0.5, 100)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        {
+            "gene_id": [f"g{i}" for i in range(100)],
+            "fold": np.arange(100) % 5 + 1,
+            "prediction": truth + rng.normal(0, 0.3, 100),
+            "truth": truth,
+            "probability": 1 / (1 + np.exp(-(truth - 1) * 4 + rng.normal(0, 1, 100))),
+        }
+    )
+    frame.to_csv(folder / "expression.tsv", sep="\t", index=False)
+    (folder / "summary.json").write_text('{"npz": "x/deepchrome_like.npz"}')
+
+
+@pytest.fixture(scope="module")
+def workflow_page(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("wf")
+    results = root / "results"
+    write_metrics(_workflow_rows(), results / "metrics.tsv")
+    for method in ("hicmix-bimodal-nonpre", "deepchrome"):
+        source = "finetune" if method.startswith("hicmix") else "baselines"
+        folder = results / source / "expression" / method / "SIMA" / "SIMA" / "seed0"
+        _expression_predictions(folder, 0)
+        (folder / "summary.json").write_text('{"train_median": 1.0}')
+    # the transfer run records no training median: its same-cell run's is used
+    _expression_predictions(
+        results / "finetune/expression/hicmix-bimodal-nonpre/SIMA/SIMB/seed0", 0
+    )
+    for method in ("linear", "deepchrome"):
+        _npz_predictions(results / "baselines/expression_npz" / method / "C11/C11/seed0", 0)
+    run = {"results": results, "metrics": results / "metrics.tsv"}
+    run["config"] = results / "config.yaml"
+    run["config"].write_text(yaml.safe_dump({"splits": {"test": ["chr3"]}}))
+    return render(run, root / "index.html")
+
+
+def test_genome_wide_task_fills_the_loops_section(workflow_page: str) -> None:
+    page = workflow_page
+    gw = page[page.index("<section id='loops-genomewide'>") : page.index("id='loops-patch'")]
+    assert "F1 (±1 bin)" in gw and "F1 (±2 bins)" in gw and "P (±1 bin)" in gw
+    assert "<b>0.300 ± 0.010</b>" in gw  # ours leads genome-wide F1 (±1)
+    assert "hicmix-bimodal-nonpre (SIMA → SIMA) beats peakachu on genome-wide F1 (±1 bin)" in page
+    # folded tasks get no section of their own, the header still lists them
+    assert "Task loops_genomewide" not in page and "Task expression_learning_curve" not in page
+    assert "expression, expression_learning_curve, expression_npz, loops, loops_genomewide" in page
+
+
+def test_learning_curve_task_and_expression_roc(workflow_page: str) -> None:
+    page = workflow_page
+    expression = page[page.index("<section id='expression'>") : page.index("id='realdata'")]
+    assert "every training gene (1,843)" in expression
+    assert "0.410 ± 0.010" in expression and "0.520 ± 0.010" in expression
+    assert "n_train_genes" not in expression and "pearson_nall" not in expression
+    roc = expression[expression.index("Above-median class") : expression.index("Predicted vs")]
+    assert roc.count("data:image/png;base64,") == 2  # SIMA → SIMA and the transfer to SIMB
+    assert "skipped" not in roc
+    # targets before --configfile, which swallows every word after it
+    command = re.search(r"command: <code>([^<]*)</code>", roc)[1]
+    assert command.startswith("snakemake --cores 2 ")
+    assert command.endswith(" --configfile config/x.yaml")
+    assert (
+        "results/finetune/expression/hicmix-bimodal-nonpre/SIMA/SIMA/seed0/metrics.tsv" in command
+    )
+
+
+def test_realdata_section_shows_the_npz_baselines(workflow_page: str) -> None:
+    page = workflow_page
+    real = page[page.index("<section id='realdata'>") : page.index("id='commands'")]
+    assert "x/deepchrome_like.npz" in real
+    assert "<b>0.935 ± 0.002</b>" in real  # deepchrome AUROC, cv split, best in bold
+    assert real.count("data:image/png;base64,") == 1  # the CV ROC/PR of both baselines
+    assert "baselines/expression_npz/linear/C11/C11/seed0/metrics.tsv" in real
+    assert "<a href='#realdata'>" in page
+
+
+def test_default_dag_ends_with_the_report(tmp_path: Path) -> None:
+    """rule all of the real Snakefile asks for the report when tasks are enabled, not otherwise."""
+    pytest.importorskip("snakemake")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "config/off.yaml").write_text(yaml.safe_dump({"tasks": {"enabled": False}}))
+
+    def dry_run(*extra: str) -> str:
+        args = ["snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", "-n", *extra]
+        result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    text = dry_run()
+    assert re.search(r"^rule report:\n\s+input: results/metrics.tsv", text, re.M)
+    assert "output: results/report/index.html" in text
+    assert "rule report:" not in dry_run("--configfile", "config/off.yaml")
+
+
+# --------------------------------------------------------------------------------------------------
+# real data: hicmix vs peer tools (bench/peers.py outputs, optional)
+
+
+def _peers_files(folder: Path, hicmix_f1: float) -> pd.DataFrame:
+    """A small peers.tsv / peers_by_distance.tsv / versions.json like bench/peers.py writes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        {
+            "tool": ["hicmix", "chromosight", "peakachu", "hiccups"],
+            "version": ["hicmix 0.1.0", "1.6.3", "2.3", "0.3.9"],
+            "settings": ["gb scorer", "defaults", "w=5", "--pw 1 --ww 3"],
+            "precision": [0.5123, 0.2011, 0.4658, 0.6452],
+            "recall": [0.4321, 0.3025, 0.2857, 0.5042],
+            "f1": [hicmix_f1, 0.2368, 0.3542, 0.4012],
+            "f1_r2": [hicmix_f1 + 0.02, 0.2961, 0.3854, 0.4155],
+            "wall_s": [12.34, 35.34, 148.5, 40.51],
+            "peak_rss_mb": [483.1, 506.9, 566.4, 535.6],
+            "score_s": [2.5, np.nan, 40.0, np.nan],
+            "reference_f1": [np.nan, 0.237, 0.386, 0.561],
+            "status": ["ok"] * 4,
+            "notes": ["train 9 s", "", "LOCO pseudo-chromosomes", ""],
+        }
+    )
+    frame.to_csv(folder / "peers.tsv", sep="\t", index=False)
+    strata = [("0kb-100kb", 0.7, 0.2), ("100kb-500kb", 0.8, 0.4)]
+    pd.DataFrame(
+        [
+            {"tool": t, "stratum": s, "recall": r if t == "hicmix" else o}
+            for t in frame["tool"]
+            for s, r, o in strata
+        ]
+    ).to_csv(folder / "peers_by_distance.tsv", sep="\t", index=False)
+    versions = {
+        "peakachu": {"distribution": "peakachu", "version": "2.3", "patch": "train wrapper"},
+        "chromosight": {"distribution": "chromosight", "version": "1.6.3", "patch": "none"},
+        "hiccups": {"distribution": "hicpeaks", "version": "0.3.9", "patch": "none"},
+        "_run": {"machine": "vm x86_64", "cpu_count": 2, "loadavg_start": [1.5, 1.0, 0.5]},
+    }
+    (folder / "versions.json").write_text(json.dumps(versions))
+    return frame
+
+
+def _peers_section(page: str) -> str:
+    start = page.index("<section id='peers'>")
+    return html.unescape(page[start : page.index("</section>", start)])
+
+
+def test_peers_section_from_the_bench_files(tmp_path: Path) -> None:
+    run = build_run(tmp_path, tasks=("loops",), realdata=True)
+    _peers_files(run["results"] / "peers", hicmix_f1=0.5123)
+    page = render(run, tmp_path / "index.html")
+    section = _peers_section(page)
+    assert "Real data: hicmix vs peer tools" in section
+    assert "href='#peers'" in page
+    # table numbers come from peers.tsv, versions from versions.json
+    row = section[section.index("<td class='l'>peakachu</td>") :].split("</tr>")[0]
+    for cell in ("peakachu 2.3", "0.466", "0.286", "0.354", "0.385", "148.5", "40.00", "566"):
+        assert f">{cell}<" in row
+    assert "patch: train wrapper" in row
+    assert ">hicpeaks 0.3.9<" in section
+    assert "not the deep multimodal model" in section
+    # generated sentences: best peer, the 0.44 bar, scoring speed
+    assert "above the best peer tool of this run, hiccups (0.401) by 0.111" in section
+    assert "It meets the issue's bar: above the bar 0.44 by 0.072" in section
+    assert "hicmix 2.50 s, 16.0× faster than Peakachu's score_chromosome (40.00 s)" in section
+    assert "Real Peakachu in this run: F1 (±1) 0.354 over 1 training seed(s)" in section
+    assert "vm x86_64" in section and "1.5 / 1.0 / 0.5" in section
+    assert section.count("data:image/png;base64,") == 1
+    assert "python bench/peers.py --envs" in section
+    assert page.index("id='realdata'") < page.index("id='peers'") < page.index("id='reference'")
+
+
+def test_peers_sentence_says_below_the_bar(tmp_path: Path) -> None:
+    run = build_run(tmp_path, tasks=("loops",), realdata=True)
+    peers = tmp_path / "elsewhere"
+    _peers_files(peers, hicmix_f1=0.30)
+    section = _peers_section(render(run, tmp_path / "index.html", "--peers", str(peers)))
+    assert "It falls short of the issue's bar: below the bar 0.44 by 0.140" in section
+    assert "below the best peer tool of this run, hiccups (0.401) by 0.101" in section
+    assert "below the next bar, pyHICCUPS reference (0.561) by 0.261" in section
+
+
+def test_no_peers_files_no_section(tmp_path: Path) -> None:
+    run = build_run(tmp_path, tasks=("loops",), realdata=True)
+    page = render(run, tmp_path / "index.html")
+    assert "id='peers'" not in page and "href='#peers'" not in page
+    assert "python bench/peers.py --envs" in page  # one line saying how to produce it
+    run = build_run(tmp_path / "synthetic", tasks=("loops",))
+    page = render(run, tmp_path / "synthetic.html")
+    assert "id='peers'" not in page and "bench/peers.py" not in page

@@ -33,10 +33,12 @@ TINY = {"simulate": {"n_chromosomes": 6, "chrom_length_mb": [6, 3, 3, 3, 3, 3]}}
 NO_TASKS = {"tasks": {"enabled": False}}
 #: jobs of the default task DAG: 5 (task, mode) models x 3 seeds trained on SIMA, each also
 #: scored on SIMB (transfer), genome-wide calling of the bimodal loops models, and one baselines
-#: job per (task, method, cell pair) running the 3 seeds
+#: job per (task, method, cell pair) running the 3 seeds; tracks-only map prediction of the held-out
+#: chromosomes (3 seeds x SIMA, SIMB) with its evaluation, the model cards, and the report
 TASK_JOBS = {
     "finetune_config": 3, "baselines_config": 1, "loop_calling_config": 1, "finetune": 15,
-    "finetune_transfer": 15, "loop_calling": 3, "baselines": 17, "metrics": 1,
+    "finetune_transfer": 15, "loop_calling": 3, "baselines": 18, "metrics": 1,
+    "predict_map": 6, "predict_eval": 6, "predict_card": 15, "report_config": 1, "report": 1,
 }  # fmt: skip
 
 
@@ -170,9 +172,10 @@ def test_dry_run_realdata(tmp_path):
     result = snakemake(project(tmp_path), "-n", "-p", "--configfile", "config/realdata.yaml")
     assert result.returncode == 0, output(result)
     counts = job_counts(output(result))
-    # tasks on both cell lines, no cross pairs (their channels and resolutions differ)
-    tasks = {**TASK_JOBS, "finetune": 30, "finetune_transfer": 0, "loop_calling": 6}
-    tasks["baselines"] = 18
+    # tasks on the GM12878 row only (realdata.yaml tasks.cell_lines), so no cross pairs
+    tasks = {**TASK_JOBS, "finetune": 15, "finetune_transfer": 0, "loop_calling": 3}
+    tasks.update(predict_map=3, predict_eval=3)  # GM12878's region B, 3 seeds
+    tasks["baselines"] = 10  # loops 2, loops_genomewide 2 (peakachu, hicmix-caller), 3 + 3
     tasks = {k: v for k, v in tasks.items() if v}
     assert counts == {"download": 16, "balance": 2, "tiles": 2, "qc": 2, "all": 1, **tasks}
     text = output(result)

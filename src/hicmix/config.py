@@ -33,6 +33,8 @@ KNOWN_ASSAYS: tuple[str, ...] = (
 )  # fmt: skip
 STRAND_SUFFIX = {"+": "_plus", "-": "_minus", ".": ""}
 HIC_FORMATS = ("mcool", "cool", "hic")
+#: sheet roles that train on Hi-C tiles (a tracks-only row has role predict instead)
+HIC_ROLES = ("pretrain", "finetune")
 ENCODE_ACCESSION = re.compile(r"^ENCFF[0-9]{3}[A-Z]{3}$")
 FOURDN_ACCESSION = re.compile(r"^4DNFI[0-9A-Z]{7}$")
 URL = re.compile(r"^(https?|file)://")
@@ -364,12 +366,7 @@ def _check_cell_rows(rows: list[_Row], sheet: str, config: Mapping) -> None:
         for column in ("hic_source", "loops_source", "genes_source"):
             if column in values:
                 _check_source(values[column], f"{_where(sheet, row, column)}")
-        hic = values.get("hic_url", values["hic_source"])
-        if "hic_format" not in values and hic_format(hic) is None:
-            raise ConfigError(
-                f"{_where(sheet, row, 'hic_source')}: cannot tell the format of "
-                f"{values['hic_source']!r}; name a .mcool, .cool or .hic file or set hic_format"
-            )
+        _check_hic(row, sheet)
         if "genes_source" in values and "expression_column" not in values:
             raise ConfigError(
                 f"{_where(sheet, row, 'expression_column')}: empty, but genes_source is given; "
@@ -379,6 +376,37 @@ def _check_cell_rows(rows: list[_Row], sheet: str, config: Mapping) -> None:
         subbin = int(values.get("track_subbin_bp", config["track_subbin_bp"]))
         column = "track_subbin_bp" if "track_subbin_bp" in values else "resolution"
         _check_geometry(resolution, subbin, _where(sheet, row, column))
+
+
+def _check_hic(row: _Row, sheet: str) -> None:
+    """A Hi-C row names a readable format; a tracks-only row has role predict and no hic_* cells."""
+    values = row.values
+    roles = values["roles"].split(",")
+    if "hic_source" not in values:
+        needs = [role for role in roles if role in HIC_ROLES]
+        if needs:
+            raise ConfigError(
+                f"{_where(sheet, row, 'roles')}: {needs[0]} needs Hi-C but hic_source is empty; "
+                "give hic_source, or set roles to predict for a tracks-only row"
+            )
+        extra = [column for column in values if column.startswith("hic_")]
+        if extra:
+            raise ConfigError(
+                f"{_where(sheet, row, extra[0])}: set but hic_source is empty; "
+                f"clear {extra[0]} or give hic_source"
+            )
+        return
+    if "predict" in roles:
+        raise ConfigError(
+            f"{_where(sheet, row, 'roles')}: predict is for tracks-only rows but hic_source is "
+            "given; use pretrain and/or finetune, or clear hic_source"
+        )
+    hic = values.get("hic_url", values["hic_source"])
+    if "hic_format" not in values and hic_format(hic) is None:
+        raise ConfigError(
+            f"{_where(sheet, row, 'hic_source')}: cannot tell the format of "
+            f"{values['hic_source']!r}; name a .mcool, .cool or .hic file or set hic_format"
+        )
 
 
 def _check_source(source: str, where: str) -> None:
@@ -550,7 +578,9 @@ def downloads(
     def fetch(kind: str) -> str:
         return row[f"{kind}_url"] or row[f"{kind}_source"]
 
-    files = {f"hic.{hic_format(fetch('hic'), row['hic_format'])}": (fetch("hic"), row["hic_md5"])}
+    files: dict[str, tuple[str, str]] = {}
+    if fetch("hic"):
+        files[f"hic.{hic_format(fetch('hic'), row['hic_format'])}"] = (fetch("hic"), row["hic_md5"])
     for track in channel_tracks(config, cell_lines, tracks, cell_line):
         files[f"tracks/{track.track}.bw"] = (track.fetch, track.md5)
     if row["loops_source"]:
@@ -561,8 +591,18 @@ def downloads(
 
 
 def cell_lines_with_role(cell_lines: pd.DataFrame, role: str) -> list[str]:
-    """Cell lines whose roles include ``role`` (pretrain or finetune), in sheet order."""
+    """Cell lines whose roles include ``role`` (pretrain, finetune or predict), in sheet order."""
     return [name for name, roles in cell_lines["roles"].items() if role in roles.split(",")]
+
+
+def hic_cell_lines(cell_lines: pd.DataFrame) -> list[str]:
+    """Cell lines with a Hi-C source (they get tiles, QC and task runs), in sheet order."""
+    return [name for name, source in cell_lines["hic_source"].items() if source.strip()]
+
+
+def tracks_only_cell_lines(cell_lines: pd.DataFrame) -> list[str]:
+    """Cell lines without a Hi-C source (role predict): predictions from tracks only."""
+    return [name for name, source in cell_lines["hic_source"].items() if not source.strip()]
 
 
 def regex_alternatives(values: Iterable[str]) -> str:

@@ -2,6 +2,8 @@
 # fine-tuned model: one job per task, method and (train, test) cell-line pair, writing every seed's
 # run folder. Settings: config["tasks"]["baselines"] (+ expression tensor, genome-wide calling),
 # written to a declared run config by hicmix.baselines.run.write_baselines_config.
+# loops_genomewide also runs ours, hicmix-caller (tasks.loops_genomewide.baselines): it fits its own
+# scorer on the training chromosomes, so it needs no loops run.
 
 
 rule baselines_config:
@@ -38,7 +40,7 @@ rule baselines:
         "benchmarks/baselines/{task}/{method}/{train}/{test}.tsv"
     wildcard_constraints:
         task="loops|loops_genomewide|hicmap|expression",
-        method="peakachu|dloopcaller|distance_decay|track_outer|epiphany_lite|linear|deepchrome|simplechrome",
+        method="peakachu|hicmix-caller|dloopcaller|distance_decay|track_outer|epiphany_lite|linear|deepchrome|simplechrome",
         train=hicmix_config.regex_alternatives(CELL_LINES.index),
         test=hicmix_config.regex_alternatives(CELL_LINES.index),
     conda:

@@ -236,9 +236,11 @@ def pretrain_model():
 
 
 def all_targets(wildcards):
-    """Tiles and QC figure of every cell line, plus the pre-trained model when enabled."""
-    targets = [f"results/tiles/{cell}" for cell in CELL_LINES.index]
-    targets += [f"results/qc/{cell}.png" for cell in CELL_LINES.index]
+    """Tiles and QC figure of every cell line with Hi-C, plus the pre-trained model when enabled
+    (tracks-only cell lines get predictions: predict_targets)."""
+    cells = hicmix_config.hic_cell_lines(CELL_LINES)
+    targets = [f"results/tiles/{cell}" for cell in cells]
+    targets += [f"results/qc/{cell}.png" for cell in cells]
     if config["pretrain"]["enabled"]:
         targets.append(pretrain_model())
     return targets
@@ -289,13 +291,12 @@ def task_baselines(task):
 
 def task_cells(task):
     """Cell lines the task trains and tests on: tasks.cell_lines (or the finetune role) that have
-    the task's input (loops or genes table)."""
+    Hi-C and the task's input (loops or genes table)."""
     cells = TASKS["cell_lines"] or hicmix_config.cell_lines_with_role(
         CELL_LINES, "finetune"
     )
-    return [
-        c for c in cells if c in CELL_LINES.index and resource(c, TASK_RESOURCE[task])
-    ]
+    hic = hicmix_config.hic_cell_lines(CELL_LINES)
+    return [c for c in cells if c in hic and resource(c, TASK_RESOURCE[task])]
 
 
 def tile_geometry(cell):
@@ -392,6 +393,11 @@ def task_targets(wildcards=None):
     return ["results/metrics.tsv", "results/metrics_summary.tsv"]
 
 
+def report_targets(wildcards=None):
+    """The run report (workflow/rules/report.smk) whenever the metrics tables are targets."""
+    return ["results/report/index.html"] if task_targets() else []
+
+
 def finetune_run_config(wildcards):
     """tasks.finetune with the task's own overrides (tasks.<task>.finetune) on top."""
     return {**TASKS["finetune"], **TASKS[wildcards.task]["finetune"]}
@@ -480,11 +486,13 @@ def baseline_inputs(wildcards):
         "test_tiles": f"results/tiles/{w.test}",
         "config": "results/baselines/run_config.yaml",
     }
-    if w.task == "loops_genomewide":
+    # genome-wide calling reuses the loops/<method> models, except hicmix-caller (fits its own)
+    if w.task == "loops_genomewide" and w.method != "hicmix-caller":
         files["model"] = [
             f"{same_cell_run('baselines', 'loops', w.method, w.train, seed)}/summary.json"
             for seed in TASK_SEEDS
         ]
+    if w.task == "loops_genomewide":
         if w.train != w.test:
             files["threshold"] = [
                 f"{same_cell_run('baselines', w.task, w.method, w.train, seed)}/summary.json"

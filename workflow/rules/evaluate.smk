@@ -93,6 +93,7 @@ rule loop_calling:
 rule metrics:
     input:
         task_metric_files,
+        lambda wc: predict_metric_files(),  # workflow/rules/predict.smk
     output:
         table="results/metrics.tsv",
         summary="results/metrics_summary.tsv",

@@ -2,27 +2,12 @@
 # comparison sentences and figures of every task, from results/metrics.tsv and the prediction folders
 # under results/finetune and results/baselines (found at run time: metrics.tsv is written after all of
 # them, so it is the trigger). The resolved config is written to a YAML file first and embedded.
-# REPORT_COMMAND (the snakemake command line shown in the page) is a global, not a param, so that
-# rerunning with another --cores does not redo the report.
+# The page shows the snakemake command line of every figure; only the --configfile flags are passed
+# ("--cores N" is shown), so rerunning with another --cores does not redo the report.
 
 import json
 import os
 import shlex
-
-
-def _report_command():
-    """--cores and --configfile flags of this snakemake invocation, for the Commands block."""
-    try:
-        cores = workflow.cores
-    except Exception:  # no --cores given (e.g. a cluster run with --jobs)
-        cores = None
-    flags = [f"--cores {shlex.quote(str(cores))}"] if cores else []
-    for path in workflow.overwrite_configfiles or ():
-        flags.append(f"--snakemake-configfile {shlex.quote(os.path.relpath(path))}")
-    return " ".join(flags)
-
-
-REPORT_COMMAND = _report_command()
 
 
 rule report_config:
@@ -58,6 +43,10 @@ rule report:
         runtime=lambda wc, attempt: 20 * attempt,
     params:
         results=lambda wc, input: os.path.dirname(input.metrics),
+        configfiles=lambda wc: " ".join(
+            f"--snakemake-configfile {shlex.quote(os.path.relpath(path))}"
+            for path in workflow.overwrite_configfiles or ()
+        ),
     shell:
         "hicmix report --metrics {input.metrics:q} --results {params.results:q}"
-        " --config-file {input.config:q} {REPORT_COMMAND} --out {output:q} > {log} 2>&1"
+        " --config-file {input.config:q} {params.configfiles} --out {output:q} > {log} 2>&1"

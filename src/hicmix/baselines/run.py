@@ -9,7 +9,10 @@ Tasks and methods (:data:`TASK_METHODS`):
   outer product; best epoch by val AUROC). Output ``predictions.tsv`` (the hicmix finetune format).
 - ``loops_genomewide`` (protocol B): ``peakachu`` (Poisson candidates + the ``loops`` run's forest
   + pooling) on the test chromosomes, the pooling threshold chosen on the training cell line's val
-  chromosomes. Output ``calls.bedpe`` (see :mod:`hicmix.evaluate.run`).
+  chromosomes. Output ``calls.bedpe`` (see :mod:`hicmix.evaluate.run`). Also ours,
+  ``hicmix-caller`` (:mod:`hicmix.predict.loops`: HICCUPS-like donut-enrichment candidates, a
+  gradient-boosted scorer fitted on the training chromosomes' truth loops, threshold and pool
+  radius chosen on the val chromosomes), run here because it needs no fine-tuned model.
 - ``hicmap`` (tss tiles, the window's Hi-C from its tracks): ``distance_decay`` (mean per genomic
   diagonal of the training windows), ``track_outer`` (decay + ridge on track outer products) and
   ``epiphany_lite`` (conv + BiLSTM; best epoch by val mean r(d)). Output ``predictions.h5``.
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 
 TASK_METHODS: dict[str, tuple[str, ...]] = {
     "loops": ("peakachu", "dloopcaller"),
-    "loops_genomewide": ("peakachu",),
+    "loops_genomewide": ("peakachu", "hicmix-caller"),
     "hicmap": ("distance_decay", "track_outer", "epiphany_lite"),
     "expression": ("linear", "deepchrome", "simplechrome"),
     "expression_npz": ("linear", "deepchrome", "simplechrome"),
@@ -57,6 +60,12 @@ TASK_METHODS: dict[str, tuple[str, ...]] = {
 #: Keyword arguments of each method's class (defaults: small and CPU-friendly).
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "peakachu": {"w": 5, "grid": "small", "cv": 3, "n_jobs": 1, "p_value": 0.01},
+    "hicmix-caller": {
+        "min_enrichment": 1.25,
+        "candidate_radius": 1,
+        "label_radius": 1,
+        "pool_radii": [1, 2, 3],
+    },
     "dloopcaller": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 5e-4},
     "distance_decay": {},
     "track_outer": {"alpha": 1.0, "max_pixels": 500_000},
@@ -1078,6 +1087,204 @@ def _peakachu_pixels(model, manifest, regions, lo, hi, p_value, cache) -> pd.Dat
     return pd.concat(parts, ignore_index=True)
 
 
+# --------------------------------------------------------------------------------------------------
+# loops_genomewide: hicmix's learned enrichment caller (ours: method hicmix-caller)
+
+CALLER = "hicmix-caller"
+#: Extra diagonals read past the distance window: the widest enrichment kernel reaches
+#: 2 * 5 + 2 of them (hicmix.predict.loops._prepare pads the band by as many).
+_CALLER_DEPTH_PAD = 13
+
+
+def region_bins(
+    regions: Sequence[tuple[str, int, int | None]], chrom: str, n_bins: int, resolution: int
+) -> np.ndarray:
+    """bool per bin of ``chrom``: the bin's start lies in one of ``regions`` (half-open, bp), as in
+    :func:`hicmix.evaluate.loops.restrict`."""
+    keep = np.zeros(n_bins, dtype=bool)
+    for name, start, end in regions:
+        if name == chrom:
+            stop = n_bins if end is None else min(n_bins, -(-int(end) // resolution))
+            keep[-(-int(start) // resolution) : stop] = True
+    return keep
+
+
+def training_bins(manifest: Mapping[str, Any], chrom: str, n_bins: int) -> np.ndarray:
+    """bool per bin: ``chrom``'s bins outside every val and test region of the tile folder."""
+    from hicmix.evaluate.run import split_regions
+
+    held = [*split_regions(manifest, "val"), *split_regions(manifest, "test")]
+    return ~region_bins(held, chrom, n_bins, int(manifest["resolution"]))
+
+
+def masked_band(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """float64 copy of a band (``[d, i]`` = M[i, i + d]) with every pixel that has an anchor
+    outside ``keep`` (or past the chromosome end) set to NaN."""
+    depth, n = values.shape
+    d = np.arange(depth)[:, None]
+    j = np.arange(n)[None, :] + d
+    ok = keep[None, :] & (j < n) & keep[np.minimum(j, n - 1)]
+    return np.where(ok, np.asarray(values, dtype=np.float64), np.nan)
+
+
+@dataclass
+class BandReader:
+    """Observed bands of one tile folder's Hi-C, read once per chromosome."""
+
+    manifest: Mapping[str, Any]
+    depth: int
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __call__(self, chrom: str) -> np.ndarray:
+        from hicmix.hic import open_hic, read_band
+
+        if chrom not in self.cache:
+            clr = open_hic(self.manifest["hic_file"], int(self.manifest["resolution"]))
+            weight = (self.manifest.get("options") or {}).get("weight", "weight")
+            self.cache[chrom] = read_band(clr, chrom, self.depth, weight=weight).values
+        return self.cache[chrom]
+
+
+def caller_training_set(
+    manifest: Mapping[str, Any], reader: Callable[[str], np.ndarray], caller: Any
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(features, labels, counts) of the candidates on the training part of every tiled
+    chromosome: the band is cut to the training bins first (pixels reaching a val or test region
+    are NaN), and positives are candidates within ``label_radius`` of a training truth loop."""
+    from hicmix.evaluate.loops import restrict
+    from hicmix.evaluate.run import truth_loops
+    from hicmix.predict.loops import candidate_table, pixel_labels
+
+    truth = truth_loops(manifest, str(manifest["cell_line"]))
+    xs, ys, n_loops = [], [], 0
+    for chrom in manifest.get("chromosomes") or []:
+        values = reader(chrom)
+        keep = training_bins(manifest, chrom, values.shape[1])
+        if not keep.any():
+            continue
+        i, j, x = candidate_table(masked_band(values, keep), caller)
+        loops = restrict(truth, chrom, None, caller.min_bins, caller.max_bins)
+        loops = loops[keep[loops["bin1"].to_numpy()] & keep[loops["bin2"].to_numpy()]]
+        inside = keep[i] & keep[j]
+        xs.append(x[inside])
+        ys.append(pixel_labels(i[inside], j[inside], loops, caller.label_radius))
+        n_loops += len(loops)
+    if not xs:
+        raise InputError(
+            f"tiles of {manifest['cell_line']}: no training chromosome left for {CALLER}; keep "
+            "chromosomes outside the val and test splits"
+        )
+    y = np.concatenate(ys)
+    counts = {"train_candidates": len(y), "train_positives": int(y.sum()), "train_loops": n_loops}
+    return np.concatenate(xs), y, counts
+
+
+def _caller_pixels(model, caller, reader, manifest, regions) -> pd.DataFrame:
+    """Scored candidates of ``regions`` only: each chromosome's band cut to its regions' bins."""
+    from hicmix.predict.loops import call_pixels
+
+    res = int(manifest["resolution"])
+    parts = []
+    for chrom in sorted({c for c, _, _ in regions}):
+        values = reader(chrom)
+        keep = region_bins(regions, chrom, values.shape[1], res)
+        parts.append(call_pixels(model, masked_band(values, keep), chrom, caller))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _caller_selector(pool_radii: Sequence[int], match_radius: int):
+    """(val pixels, val truth) -> (threshold, pool radius, one-row table) by
+    :func:`hicmix.predict.loops.choose_pooling`."""
+    from hicmix.predict.loops import choose_pooling
+
+    def select(pixels: pd.DataFrame, truth: pd.DataFrame):
+        best = choose_pooling(pixels, truth, radii=pool_radii, match_radius=match_radius)
+        return best["threshold"], best["pool_radius"], pd.DataFrame([best])
+
+    return select
+
+
+def _run_caller(
+    ctx: _Context,
+    train_dirs: Sequence[Path],
+    test_dirs: Sequence[Path],
+    seeds: Sequence[int],
+    threshold_run: str | Path | None,
+) -> list[dict]:
+    """hicmix-caller: candidates and features of :mod:`hicmix.predict.loops` on the observed Hi-C,
+    the scorer fitted on the training cell line's training chromosomes (once per seed, the seed as
+    the trees' random_state), threshold and pool radius chosen on its val chromosomes (or reused
+    from the same-cell run: ``threshold_run``), calls on the test chromosomes."""
+    import joblib
+
+    from hicmix.evaluate.run import CallingSettings, pooling_from, run_calling
+    from hicmix.predict.loops import FEATURE_NAMES, CallerSettings, fit_loop_scorer
+    from hicmix.tiles import load_manifest
+
+    settings = CallingSettings.from_dict(ctx.config.loops_genomewide)
+    train_manifest = load_manifest(train_dirs[0])
+    test_manifest = load_manifest((test_dirs or train_dirs)[0])
+    lo, hi = settings.window_bins(train_manifest)
+    options = ctx.settings
+    caller = CallerSettings(
+        min_bins=lo, max_bins=hi, min_enrichment=float(options["min_enrichment"]),
+        candidate_radius=int(options["candidate_radius"]),
+        label_radius=int(options["label_radius"]),
+    )  # fmt: skip
+    readers = {
+        str(m["hic_file"]): BandReader(m, hi + _CALLER_DEPTH_PAD)
+        for m in (train_manifest, test_manifest)
+    }
+    started = time.perf_counter()
+    x, y, counts = caller_training_set(
+        train_manifest, readers[str(train_manifest["hic_file"])], caller
+    )
+    features_s = time.perf_counter() - started
+    summaries = []
+    for seed in seeds:
+        started = time.perf_counter()
+        folder = _seed_dir(ctx.out, seed)
+        model = fit_loop_scorer(x, y, seed)
+        with atomic_path(folder / MODEL_FILE) as tmp:
+            joblib.dump(model, tmp)
+
+        def score_regions(manifest, regions, lo, hi, model=model):
+            reader = readers[str(manifest["hic_file"])]
+            return _caller_pixels(model, caller, reader, manifest, regions)
+
+        threshold, radius = pooling_from(threshold_run, seed)
+        summary = run_calling(
+            score_regions,
+            method=CALLER,
+            train_manifest=train_manifest,
+            test_manifest=test_manifest,
+            settings=settings,
+            out=folder,
+            seed=seed,
+            threshold=threshold,
+            pool_radius=radius,
+            select=_caller_selector(tuple(options["pool_radii"]), settings.radii[0]),
+            extra={
+                "candidates": "HICCUPS-like donut-enrichment maxima of the observed Hi-C "
+                f"(O/E_donut >= {caller.min_enrichment:g}, largest within "
+                f"{caller.candidate_radius} bin)",
+                "features": list(FEATURE_NAMES),
+                "caller_settings": {
+                    k: v
+                    for k, v in dataclasses.asdict(caller).items()
+                    if k not in ("threshold", "pool_radius")  # chosen on val (above)
+                },
+                "pool_radii": list(options["pool_radii"]),
+                "model": MODEL_FILE,
+                "features_s": features_s,
+                **counts,
+            },
+        )
+        summary["wall_time_s"] = time.perf_counter() - started
+        summaries.append(summary)
+    return summaries
+
+
 def run_baselines(
     task: str,
     method: str,
@@ -1135,6 +1342,8 @@ def run_baselines(
     ctx = _Context(task, method, kwargs, cfg, dev, train_cell, Path(out))
     if task == "loops_genomewide":
         ctx.settings = settings
+        if method == CALLER:
+            return _run_caller(ctx, train_dirs, test_dirs, seeds, threshold_run)
         return _run_genomewide(ctx, train_dirs, test_dirs, seeds, model_run, threshold_run)
     if task == "expression":
         manifest = load_manifest(train_dirs[0])
@@ -1150,20 +1359,26 @@ def run_baselines(
 
 
 __all__ = [
+    "CALLER",
     "METHOD_DEFAULTS",
     "TASK_METHODS",
+    "BandReader",
     "BaselinesConfig",
     "TileArrays",
+    "caller_training_set",
     "expression_scores",
     "expression_tensor",
     "fit_expression",
     "learning_curve_sizes",
     "load_baselines_config",
     "load_tiles",
+    "masked_band",
     "read_gene_positions",
+    "region_bins",
     "run_baselines",
     "run_npz",
     "tensor_grid",
+    "training_bins",
     "training_chromosomes",
     "write_baselines_config",
 ]

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "baselines": "hicmix.cli.baselines:baselines",
     "evaluate": "hicmix.cli.evaluate:evaluate",
     "predict": "hicmix.cli.predict:predict",
+    "predict-eval": "hicmix.cli.predict_eval:predict_eval",
     "report": "hicmix.cli.report:report",
 }
 

@@ -9,6 +9,7 @@ from hicmix.cli.options import device_option
 TASKS = ["loops", "loops_genomewide", "hicmap", "expression", "expression_npz"]
 METHODS = [
     "peakachu",
+    "hicmix-caller",
     "dloopcaller",
     "distance_decay",
     "track_outer",
@@ -25,8 +26,9 @@ METHODS = [
     "--method",
     required=True,
     type=click.Choice(METHODS),
-    help="loops: peakachu, dloopcaller; loops_genomewide: peakachu; hicmap: distance_decay, "
-    "track_outer, epiphany_lite; expression / expression_npz: linear, deepchrome, simplechrome.",
+    help="loops: peakachu, dloopcaller; loops_genomewide: peakachu, hicmix-caller; hicmap: "
+    "distance_decay, track_outer, epiphany_lite; expression / expression_npz: linear, deepchrome, "
+    "simplechrome.",
 )
 @click.option(
     "--tiles",

@@ -57,6 +57,12 @@ from hicmix.report import ReportOptions, write_report
     help="Test windows drawn per contact-map figure.",
 )
 @click.option(
+    "--peers",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="bench/peers.py output folder (peers.tsv, versions.json)  [default: <results>/peers].",
+)
+@click.option(
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
@@ -71,6 +77,7 @@ def report(
     split: str,
     seed: int,
     windows: int,
+    peers: Path | None,
     out: Path,
 ) -> None:
     """Write one self-contained HTML page: tables, comparisons and figures of every task."""
@@ -84,5 +91,6 @@ def report(
         split=split,
         seed=seed,
         windows=windows,
+        peers=peers,
     )
     click.echo(f"wrote {write_report(options)}")

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ from hicmix.errors import ConfigError, InputError
 log = logging.getLogger(__name__)
 
 PredictionSet = tuple[str, str, Mapping[str, np.ndarray], pd.DataFrame]
+#: (val pixels, val truth) -> (threshold, pool radius, table of the choice) of a calling method
+Selector = Callable[[pd.DataFrame, pd.DataFrame], tuple[float, int, pd.DataFrame | None]]
 
 #: The genome-wide calls, pixels and metrics of a loop-calling run folder.
 CALLS_FILE = "calls.bedpe"
@@ -508,15 +510,22 @@ def calling_scores(
 
 def threshold_from(folder: str | Path | None, seed: int) -> float | None:
     """The threshold recorded in a same-cell calling run (``folder``, or ``folder/seed<seed>``)."""
+    return pooling_from(folder, seed)[0]
+
+
+def pooling_from(folder: str | Path | None, seed: int) -> tuple[float | None, int | None]:
+    """(threshold, pool radius) recorded in a same-cell calling run (``folder`` or
+    ``folder/seed<seed>``); (None, None) without a folder."""
     if folder is None:
-        return None
+        return None, None
     folder = Path(folder)
     for path in (folder / f"seed{seed}" / SUMMARY_FILE, folder / SUMMARY_FILE):
         if path.is_file():
-            value = json.loads(path.read_text()).get("threshold")
-            if value is None:
+            summary = json.loads(path.read_text())
+            if summary.get("threshold") is None:
                 break
-            return float(value)
+            radius = summary.get("pool_radius")
+            return float(summary["threshold"]), None if radius is None else int(radius)
     raise InputError(
         f"{folder}: no finished loop-calling run with a threshold for seed {seed}; run the "
         "same-cell-line calling first"
@@ -561,6 +570,8 @@ def run_calling(
     out: Path,
     seed: int,
     threshold: float | None = None,
+    pool_radius: int | None = None,
+    select: Selector | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Genome-wide calling of one method and seed: ``score_regions(manifest, regions, min_bins,
@@ -568,7 +579,10 @@ def run_calling(
 
     The threshold is ``threshold`` when given (a same-cell run's choice), else the settings' number,
     else the best grid value on the training cell line's val regions (whose rows are written too).
-    Test calls are scored on the test cell line's test regions. Returns the summary.
+    ``select(pixels, truth)`` (val only) replaces the grid search and also chooses the pooling
+    radius: it returns (threshold, pool_radius, table). ``pool_radius``: a same-cell run's radius
+    (default: the settings'). Test calls are scored on the test cell line's test regions. Returns
+    the summary.
     """
     from hicmix.evaluate import write_metrics
     from hicmix.evaluate.loops import pool_calls
@@ -581,6 +595,7 @@ def run_calling(
     rows: list[dict[str, Any]] = []
     grid_table = None
     source = "given"
+    radius = settings.pool_radius if pool_radius is None else int(pool_radius)
     if threshold is None and not isinstance(settings.threshold, str):
         threshold, source = float(settings.threshold), "config"
     if threshold is None:
@@ -592,10 +607,15 @@ def run_calling(
             )
         pixels = in_regions(score_regions(train_manifest, regions, lo, hi), regions, res, lo, hi)
         truth = in_regions(truth_loops(train_manifest, train_cell), regions, res, lo, hi)
-        threshold, grid_table = select_threshold(pixels, truth, settings)
+        if select is None:
+            threshold, grid_table = select_threshold(pixels, truth, settings)
+        else:
+            threshold, radius, grid_table = select(pixels, truth)
         source = f"val ({', '.join(_region_text(r) for r in regions)})"
-        calls = pool_calls(pixels, threshold, settings.pool_radius)
+        calls = pool_calls(pixels, threshold, radius)
         scores = {**calling_scores(calls, truth, settings, res), "threshold": threshold}
+        if select is not None:
+            scores["pool_radius"] = float(radius)
         rows += calling_rows(
             scores, method=method, cell_line=train_cell, train_cell_line=train_cell,
             split="val", seed=seed,
@@ -605,7 +625,7 @@ def run_calling(
         raise InputError(f"tiles of {test_cell} have no test split to call loops on")
     pixels = in_regions(score_regions(test_manifest, regions, lo, hi), regions, res, lo, hi)
     truth = in_regions(truth_loops(test_manifest, test_cell), regions, res, lo, hi)
-    calls = pool_calls(pixels, threshold, settings.pool_radius)
+    calls = pool_calls(pixels, threshold, radius)
     rows += calling_rows(
         calling_scores(calls, truth, settings, res), method=method, cell_line=test_cell,
         train_cell_line=train_cell, split="test", seed=seed,
@@ -629,7 +649,7 @@ def run_calling(
             "selection_split": "val" if grid_table is not None else None,
             "test_regions": [_region_text(r) for r in regions],
             "distance_bins": [lo, hi],
-            "pool_radius": settings.pool_radius,
+            "pool_radius": radius,
             "radii": list(settings.radii),
             "n_calls": len(calls),
             "n_truth": len(truth),
@@ -693,7 +713,7 @@ def call_loops(
     uses_hic = card.get("mode") != "tracks_only"
     candidates = {
         "none": "every pixel in the distance window",
-        "enrichment": "local maxima of the observed Hi-C's smoothed O/E"
+        "enrichment": "HICCUPS-like donut-enrichment maxima of the observed Hi-C"
         + ("" if uses_hic else " (the tracks_only model itself sees no Hi-C)"),
         "anchors": "pixels whose anchors are among the most active bins (tracks)",
     }[settings.prefilter]
@@ -911,6 +931,7 @@ __all__ = [
     "collect_metrics",
     "in_regions",
     "load_calling_settings",
+    "pooling_from",
     "prevalence_scores",
     "run_calling",
     "select_threshold",

@@ -14,14 +14,21 @@ Public API::
 
     predict(models, tracks, out, chromosomes=..., hic=None, ...) -> summary dict
     write_model_card(ckpt_dir, metrics_tsv=None) -> Path of MODEL_CARD.md
-    evaluate_prediction(pred_cool, true_cool, chrom, max_dist_bins, h, ...) -> dict
+    update_model_card(ckpt_dir, metrics_tsv=None, threshold_run=None) -> Path (card.json updated)
+    evaluate_prediction(pred_cool, true_cool, test_regions, max_dist_bins, h, ...) -> dict
+    evaluate_run(pred, truth, out, h=..., splits=...) -> dict (writes metrics.tsv, evaluation.json)
     load_model(ckpt_dir, device) -> LoadedModel; check_tracks(...); tracks_from_sheet(...)
 """
 
 from __future__ import annotations
 
-from hicmix.predict.card import MODEL_CARD_FILE, render_model_card, write_model_card
-from hicmix.predict.evaluation import evaluate_prediction
+from hicmix.predict.card import (
+    MODEL_CARD_FILE,
+    render_model_card,
+    update_model_card,
+    write_model_card,
+)
+from hicmix.predict.evaluation import evaluate_prediction, evaluate_run, metric_rows
 from hicmix.predict.loops import PREFILTERS, PrefilterSettings, count_candidates
 from hicmix.predict.models import (
     LoadedModel,
@@ -59,13 +66,16 @@ __all__ = [
     "check_tracks",
     "count_candidates",
     "evaluate_prediction",
+    "evaluate_run",
     "load_model",
     "loop_range_bp",
     "loop_threshold",
+    "metric_rows",
     "pixel_weights",
     "predict",
     "render_model_card",
     "tracks_from_sheet",
+    "update_model_card",
     "window_starts",
     "write_mcool",
     "write_model_card",

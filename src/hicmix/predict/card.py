@@ -69,6 +69,8 @@ def _training_rows(card: Mapping[str, Any]) -> list[tuple[str, Any]]:
             ),
         ),
         ("label standardisation", card.get("label_standardisation")),
+        ("loop anchor range (bp)", [card.get("loop_min_bp"), card.get("loop_max_bp")]),
+        ("Hi-C balancing scale", card.get("hic_scale")),
         (
             "training samples (train / val)",
             [card.get("n_train_samples"), card.get("n_val_samples")],
@@ -92,21 +94,39 @@ def _model_rows(card: Mapping[str, Any]) -> list[tuple[str, Any]]:
             "selected epoch",
             f"{card.get('epoch')} by validation {selection} = {_fmt(val.get(selection))}",
         ),
+        (
+            "loop score threshold",
+            None
+            if card.get("loop_threshold") is None
+            else f"{_fmt(card['loop_threshold'])} ({card.get('loop_threshold_source')})",
+        ),
         ("device / precision", f"{card.get('device')} / {card.get('precision')}"),
         ("hicmix version", card.get("hicmix_version")),
     ]
 
 
+#: metrics-table tasks that score a fine-tuned task's model besides the task itself
+RELATED_TASKS = {"hicmap": ("predict_map",), "loops": ("loops_genomewide",)}
+
+
 def metrics_frame(card: Mapping[str, Any], metrics_tsv: str | Path) -> pd.DataFrame:
-    """The test rows of the card's method and task in a metrics table."""
+    """The test rows of the card's model in a metrics table: its method, its task (and the tasks
+    that score the same model: :data:`RELATED_TASKS`), its training cell lines and its seed (each
+    when the card names it)."""
     from hicmix.evaluate import read_metrics
 
     table = read_metrics(metrics_tsv)
-    return table[
+    tasks = (card.get("task"), *RELATED_TASKS.get(str(card.get("task")), ()))
+    keep = (
         (table["method"] == card.get("method"))
-        & (table["task"] == card.get("task"))
+        & table["task"].isin(tasks)
         & (table["split"] == "test")
-    ].reset_index(drop=True)
+    )
+    if card.get("cell_lines"):
+        keep &= table["train_cell_line"] == "+".join(card["cell_lines"])
+    if card.get("seed") is not None:
+        keep &= table["seed"] == int(card["seed"])
+    return table[keep].reset_index(drop=True)
 
 
 def _metric_lines(card: Mapping[str, Any], metrics_tsv: str | Path | None) -> list[str]:
@@ -121,13 +141,13 @@ def _metric_lines(card: Mapping[str, Any], metrics_tsv: str | Path | None) -> li
         f"`{metrics_tsv}`"
         + (" (per-distance pearson_dNN rows left out)." if per_distance.any() else "."),
         "",
-        "| cell line | trained on | metric | value | seed |",
-        "|---|---|---|---|---|",
+        "| task | cell line | trained on | metric | value | seed |",
+        "|---|---|---|---|---|---|",
     ]
     for row in mine[~per_distance].itertuples():
         lines.append(
-            f"| {row.cell_line} | {row.train_cell_line} | {row.metric} | {row.value:.4g} | "
-            f"{row.seed} |"
+            f"| {row.task} | {row.cell_line} | {row.train_cell_line} | {row.metric} | "
+            f"{row.value:.4g} | {row.seed} |"
         )
     return lines
 
@@ -177,3 +197,40 @@ def write_model_card(ckpt_dir: str | Path, metrics_tsv: str | Path | None = None
     with atomic_path(path) as tmp:
         tmp.write_text(render_model_card(card, metrics_tsv))
     return path
+
+
+def test_metric_records(card: Mapping[str, Any], metrics_tsv: str | Path) -> list[dict[str, Any]]:
+    """The card's test rows of ``metrics_tsv`` (per-distance rows left out) as JSON records."""
+    mine = metrics_frame(card, metrics_tsv)
+    mine = mine[~mine["metric"].str.match(_PER_DISTANCE)]
+    columns = ["task", "cell_line", "train_cell_line", "metric", "value", "seed"]
+    return [
+        {k: (float(v) if k == "value" else int(v) if k == "seed" else str(v)) for k, v in r.items()}
+        for r in mine[columns].to_dict("records")
+    ]
+
+
+def update_model_card(
+    ckpt_dir: str | Path,
+    metrics_tsv: str | Path | None = None,
+    threshold_run: str | Path | None = None,
+) -> Path:
+    """Complete a fine-tuned checkpoint's card after evaluation: ``test_metrics`` (its test rows
+    of ``metrics_tsv``) and, from a same-cell genome-wide loop-calling run, ``loop_threshold``
+    (chosen there on the validation chromosomes); rewrite ``card.json`` atomically and render
+    ``MODEL_CARD.md``. Returns the Markdown path."""
+    import json
+
+    from hicmix.evaluate.run import threshold_from
+    from hicmix.training.checkpoint import read_card
+
+    card = read_card(ckpt_dir)
+    if threshold_run is not None:
+        card["loop_threshold"] = threshold_from(threshold_run, int(card.get("seed") or 0))
+        card["loop_threshold_source"] = f"validation chromosomes ({threshold_run})"
+    if metrics_tsv is not None:
+        card["test_metrics"] = test_metric_records(card, metrics_tsv)
+        card["test_metrics_source"] = str(metrics_tsv)
+    with atomic_path(Path(ckpt_dir) / "card.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    return write_model_card(ckpt_dir, metrics_tsv)

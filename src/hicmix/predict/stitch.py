@@ -101,11 +101,21 @@ class BandAccumulator:
         return band.astype(np.float32)
 
 
-def signal_bins(track_bins: np.ndarray, positions: int) -> np.ndarray:
-    """bool (n,): bins where at least one channel has signal (all-zero bins are assembly gaps)."""
+def signal_bins(track_bins: np.ndarray, positions: int, min_gap_bins: int = 1) -> np.ndarray:
+    """bool (n,): False in assembly gaps, runs of at least ``min_gap_bins`` bins where no channel
+    has signal. Shorter signal-free runs are valid (sparse peak tracks leave many single bins
+    without any peak; the model reads their zeros as it did in training)."""
     c, length = track_bins.shape
     per_bin = track_bins.reshape(c, length // positions, positions)
-    return np.any(per_bin != 0, axis=(0, 2))
+    signal = np.any(per_bin != 0, axis=(0, 2))
+    if min_gap_bins <= 1:
+        return signal
+    edges = np.diff(np.concatenate([[1], signal.astype(np.int8), [1]]))
+    valid = signal.copy()
+    for start, stop in zip(np.flatnonzero(edges == -1), np.flatnonzero(edges == 1), strict=True):
+        if stop - start < min_gap_bins:
+            valid[start:stop] = True
+    return valid
 
 
 def predict_map_band(

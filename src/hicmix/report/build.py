@@ -20,7 +20,7 @@ import yaml
 from hicmix import __version__
 from hicmix.atomic import atomic_path
 from hicmix.evaluate.metrics_table import format_mean_sd, read_metrics, summarise
-from hicmix.report import data, figures, tables
+from hicmix.report import data, figures, peers, tables
 from hicmix.report import html as H
 from hicmix.report.data import PredictionRun, Stat, StatKey
 from hicmix.report.reference import INFLATION_STATEMENT, REFERENCE_MARKDOWN, SOURCE
@@ -44,6 +44,7 @@ class ReportOptions:
     split: str = "test"
     seed: int = 0
     windows: int = 3
+    peers: Path | None = None  # bench/peers.py outputs; None: <results>/peers
 
 
 @dataclass
@@ -56,6 +57,8 @@ class Context:
     learning: pd.DataFrame
     config: dict[str, Any] | None
     runs: list[PredictionRun]
+    raw_tasks: list[str] = field(default_factory=list)
+    n_all: dict[tuple[str, str], int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def metrics_of(self, task: str) -> set[str]:
@@ -74,6 +77,8 @@ def write_report(options: ReportOptions) -> Path:
         _hicmap(ctx),
         _expression(ctx),
         *_other_tasks(ctx),
+        _realdata_section(ctx),
+        peers.section(_peers_folder(ctx.options)),
         _reference(ctx),
         _commands(ctx),
         H.paragraph(
@@ -90,7 +95,8 @@ def write_report(options: ReportOptions) -> Path:
 
 
 def _context(options: ReportOptions) -> Context:
-    table = read_metrics(options.metrics)
+    raw = read_metrics(options.metrics)
+    table, n_all = data.fold_tasks(raw)
     summary = summarise(table)
     main, learning = tables.learning_curve_split(summary)
     return Context(
@@ -100,6 +106,8 @@ def _context(options: ReportOptions) -> Context:
         learning=learning,
         config=data.load_config(options.config_file),
         runs=data.find_predictions(options.results),
+        raw_tasks=sorted(set(raw["task"])) if len(raw) else [],
+        n_all=n_all,
     )
 
 
@@ -112,7 +120,7 @@ def _header(ctx: Context) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run_date = dt.datetime.fromtimestamp(opts.metrics.stat().st_mtime, dt.UTC)
     seeds = sorted(set(table["seed"].tolist())) if len(table) else []
-    tasks = sorted(set(table["task"])) if len(table) else []
+    tasks = ctx.raw_tasks
     meta = [
         ("run date (metrics.tsv written)", run_date.strftime("%Y-%m-%d %H:%M UTC")),
         ("report generated", now),
@@ -142,6 +150,10 @@ def _header(ctx: Context) -> str:
 def _nav(ctx: Context) -> str:
     links = [("loops", "Loops"), ("hicmap", "Hi-C maps"), ("expression", "Expression")]
     links += [(f"task-{t}", t) for t in _unknown_tasks(ctx)]
+    if _realdata(ctx) or ctx.has_task(data.NPZ_TASK):
+        links.append(("realdata", "Real data"))
+    if (_peers_folder(ctx.options) / "peers.tsv").is_file():
+        links.append(("peers", "Peer tools"))
     if _realdata(ctx):
         links.append(("reference", "Reference figures"))
     links.append(("commands", "Commands"))
@@ -253,9 +265,7 @@ def _loops(ctx: Context) -> str:
             "note",
         ),
         H.bullets(tables.ratio_sentence(ctx.stats, split)),
-        _task_tables(ctx, "loops", patch, split)
-        if patch
-        else H.not_run("metrics.tsv has no patch-classification metrics"),
+        *_patch_tables(ctx, patch, split),
         *_roc_figures(ctx, patch),
     ]
     parts = [
@@ -268,11 +278,32 @@ def _loops(ctx: Context) -> str:
     return H.section("loops", "Loops", parts)
 
 
+def _patch_tables(ctx: Context, patch: Sequence[Column], split: str) -> list[str]:
+    """The 1:1 patch table, then the same patches at the 1:N prevalence columns (if any)."""
+    if not patch:
+        return [H.not_run("metrics.tsv has no patch-classification metrics")]
+    balanced = [c for c in patch if "(1:" not in c.label]
+    rare = [c for c in patch if "(1:" in c.label]
+    out = [_task_tables(ctx, "loops", balanced, split)] if balanced else []
+    if rare:
+        ratio = rare[0].label[rare[0].label.index("(1:") + 1 : -1]
+        out.append(
+            H.paragraph(
+                f"The same test patches with negatives drawn to {ratio} positives:negatives "
+                "(mean over draws): F1 and AUPRC fall with the prevalence, AUROC does not.",
+                "note",
+            )
+        )
+        out.append(_task_tables(ctx, "loops", rare, split))
+    return out
+
+
 def _roc_figures(ctx: Context, patch: Sequence[Column]) -> list[str]:
     table = tables.build_table(ctx.stats, "loops", ctx.options.split, patch)
     out = []
     for train, test in _pairings(table):
         curves, notes = [], []
+        used = []
         for method in dict.fromkeys(
             r.method for r in table.rows if (r.train, r.test) == (train, test)
         ):
@@ -282,12 +313,20 @@ def _roc_figures(ctx: Context, patch: Sequence[Column]) -> list[str]:
                 continue
             try:
                 curves.append(_loop_scores(run))
+                used.append(run)
             except _READ_ERRORS as error:
                 notes.append(f"{method} ({run.file}): {error}")
         if curves:
             seeds = ", ".join(sorted({f"{c.method} seed {c.seed}" for c in curves}))
-            png = figures.roc_pr_png(curves, f"{train} → {test}, test patches")
-            out.append(H.image(png, f"ROC and PR curves {train} to {test}", f"From {seeds}."))
+            png = figures.roc_pr_png(curves, f"{train} → {test}, test patches (1:1)")
+            out.append(
+                H.image(
+                    png,
+                    f"ROC and PR curves {train} to {test}",
+                    f"Loop patches, protocol A. From {seeds}.",
+                    _made_by(ctx, _run_targets(used)),
+                )
+            )
         if notes:
             skipped = f"ROC/PR of {train} → {test} skipped for " + "; ".join(notes) + "."
             out.append(H.paragraph(skipped, "note"))
@@ -367,6 +406,7 @@ def _distance_figures(ctx: Context) -> list[str]:
                 f"Pearson by distance {train} to {test}",
                 "Pearson r per diagonal offset d (pearson_dNN metrics), mean over seeds, "
                 "band = ±sd.",
+                _made_by(ctx),
             )
         )
     return out or [H.not_run("no pearson_d<d> metrics for the r(d) curves")]
@@ -404,6 +444,7 @@ def _map_figures(ctx: Context, table: Table, headlines: Sequence[Column]) -> lis
                 f"{train} → {test}: observed vs predicted test windows ({seeds}; best of ours "
                 f"and best baseline by {headlines[0].label}); model space, one colour scale per "
                 "row, grey = masked.",
+                _made_by(ctx, _run_targets(list(runs.values()))),
             )
         )
     return out or [H.not_run("no hicmap predictions.h5 found for the contact maps")]
@@ -490,6 +531,8 @@ def _expression(ctx: Context) -> str:
         else H.not_run("metrics.tsv has no expression metrics"),
         "<h3>Learning curve</h3>",
         *_learning_curve(ctx, headlines),
+        "<h3>Above-median class: ROC and PR curves</h3>",
+        *_expression_roc(ctx, columns),
         "<h3>Predicted vs observed expression</h3>",
         *_scatter(ctx, columns),
         _val_block(ctx, "expression", [("", columns)]),
@@ -527,16 +570,107 @@ def _learning_curve(ctx: Context, headlines: Sequence[Column]) -> list[str]:
             if full is not None and full.finite:
                 series.append(("all", full.mean, full.sd))
             points.setdefault(label, {})[method] = series
-            row = {"method": method, "metric": label}
-            row.update({x: format_mean_sd(m, s) for x, m, s in series})
-            rows.append(row)
+            rows.append(_curve_row(method, label, series))
+        for method, stat in _ours_full(ctx, pairing, metric):
+            if method in points.get(label, {}):
+                continue  # has its own curve
+            points.setdefault(label, {})[method] = [("all", stat.mean, stat.sd)]
+            rows.append(_curve_row(method, label, points[label][method]))
     if any(x == "all" for per in points.values() for s in per.values() for x, _, _ in s):
         x_labels.append("all")
     png = figures.learning_curve_png(points, x_labels)
-    caption = f"{pairing[0]} → {pairing[1]}, {ctx.options.split} split, mean ± sd over seeds."
+    n_all = ctx.n_all.get(pairing)
+    caption = (
+        f"{pairing[0]} → {pairing[1]}, {ctx.options.split} split, mean ± sd over seeds; "
+        f"'all' = every training gene{f' ({n_all:,})' if n_all else ''}. Subsets are drawn "
+        "with each seed; hicmix models (solid) are trained on all genes only, so they appear "
+        "as one point at 'all'."
+    )
     return [
-        H.image(png, "expression learning curve", caption),
+        H.image(png, "expression learning curve", caption, _made_by(ctx)),
         H.long_table(rows, ["method", "metric", *x_labels]),
+    ]
+
+
+def _expression_roc(ctx: Context, columns: Sequence[Column]) -> list[str]:
+    table = tables.build_table(ctx.stats, "expression", ctx.options.split, columns)
+    out = []
+    for train, test in _pairings(table)[:2]:
+        curves, notes, used = [], [], []
+        for method in dict.fromkeys(
+            r.method for r in table.rows if (r.train, r.test) == (train, test)
+        ):
+            run = data.pick_run(ctx.runs, "expression", method, train, test, ctx.options.seed)
+            if run is None:
+                notes.append(f"{method}: no expression.tsv")
+                continue
+            try:
+                curves.append(_expression_scores(run))
+                used.append(run)
+            except _READ_ERRORS as error:
+                notes.append(f"{method} ({run.file}): {error}")
+        if curves:
+            seeds = ", ".join(sorted({f"{c.method} seed {c.seed}" for c in curves}))
+            png = figures.roc_pr_png(curves, f"{train} → {test}, test genes, above median")
+            caption = (
+                "Class = observed expression above the training genes' median (the val genes' "
+                "median where a run does not record it); score = the class probability where a "
+                f"method has one, else the predicted expression. From {seeds}."
+            )
+            alt = f"expression ROC and PR curves {train} to {test}"
+            out.append(H.image(png, alt, caption, _made_by(ctx, _run_targets(used))))
+        if notes:
+            text = f"Expression ROC/PR of {train} → {test} skipped for " + "; ".join(notes) + "."
+            out.append(H.paragraph(text, "note"))
+    return out or [H.not_run("no expression.tsv found for the ROC/PR curves")]
+
+
+def _expression_scores(run: PredictionRun) -> figures.Scores:
+    frame = pd.read_csv(run.file, sep="\t")
+    threshold = data.train_median(run.path, run.train_cell)
+    if threshold is None:
+        val = frame[frame["split"].astype(str) == "val"] if "split" in frame else frame.iloc[:0]
+        if val.empty:
+            raise ValueError("no training median recorded and no val rows")
+        threshold = float(np.nanmedian(val["truth"].to_numpy(dtype=np.float64)))
+    frame = _test_rows(frame, run)
+    truth = frame["truth"].to_numpy(dtype=np.float64)
+    return _class_scores(run, truth, _score_column(frame), np.full(truth.shape, threshold))
+
+
+def _score_column(frame: pd.DataFrame) -> np.ndarray:
+    column = "probability" if "probability" in frame else "prediction"
+    return frame[column].to_numpy(dtype=np.float64)
+
+
+def _class_scores(
+    run: PredictionRun, truth: np.ndarray, score: np.ndarray, threshold: np.ndarray
+) -> figures.Scores:
+    keep = np.isfinite(truth) & np.isfinite(score) & np.isfinite(threshold)
+    label = (truth[keep] > threshold[keep]).astype(np.int64)
+    if not 0 < label.sum() < label.size:
+        raise ValueError("the scored genes need both classes")
+    return figures.Scores(run.method, run.seed, label, score[keep])
+
+
+def _curve_row(method: str, label: str, series: Sequence[tuple[str, float, float]]) -> dict:
+    row = {"method": method, "metric": label}
+    row.update({x: format_mean_sd(m, s) for x, m, s in series})
+    return row
+
+
+def _ours_full(ctx: Context, pairing: tuple[str, str], metric: str) -> list[tuple[str, Stat]]:
+    """(method, stat) of every hicmix model on ``metric`` for the learning curve's pairing."""
+    split = ctx.options.split
+    return [
+        (k[2], stat)
+        for k, stat in sorted(ctx.stats.items())
+        if k[0] == "expression"
+        and k[1] == split
+        and (k[3], k[4]) == pairing
+        and k[5] == metric
+        and tables.is_ours(k[2])
+        and stat.finite
     ]
 
 
@@ -564,12 +698,13 @@ def _scatter(ctx: Context, columns: Sequence[Column]) -> list[str]:
             continue
         ok = np.isfinite(truth) & np.isfinite(pred)
         title = f"{method}, {train} → {test}, seed {run.seed}"
-        out.append(H.image(figures.scatter_png(truth[ok], pred[ok], title), title))
+        png = figures.scatter_png(truth[ok], pred[ok], title)
+        out.append(H.image(png, title, None, _made_by(ctx, _run_targets([run]))))
     return out or [H.not_run("no expression.tsv of a hicmix model found")]
 
 
 def _unknown_tasks(ctx: Context) -> list[str]:
-    known = set(TASK_TITLES)
+    known = {*TASK_TITLES, data.NPZ_TASK}
     return sorted(set(ctx.table["task"]) - known) if len(ctx.table) else []
 
 
@@ -597,6 +732,107 @@ def _realdata(ctx: Context) -> bool:
     return data.is_realdata_run(ctx.config, _cell_lines(ctx))
 
 
+def _realdata_section(ctx: Context) -> str:
+    """Results of this run on real data: the external expression tensor (k-fold CV) and, for the
+    real-data config, a pointer saying that the task sections are real data."""
+    has_npz = ctx.has_task(data.NPZ_TASK)
+    realdata = _realdata(ctx)
+    if not has_npz and not realdata:
+        return ""
+    parts = []
+    if realdata:
+        parts.append(
+            H.paragraph(
+                "This run is the real-data configuration (GM12878, chr20 region split of "
+                f"{SOURCE}): every table and figure of the task sections above is measured on real "
+                "data, region A training and selecting models, region B testing."
+            )
+        )
+    folder = _peers_folder(ctx.options)
+    if realdata and not (folder / "peers.tsv").is_file():
+        parts.append(
+            H.paragraph(
+                f"No peer-tool comparison here ({folder}/peers.tsv absent); run "
+                f"{peers.bench_command(folder)} to add hicmix vs Peakachu, chromosight, "
+                "mustache and pyHICCUPS.",
+                "note",
+            )
+        )
+    parts += _npz_part(ctx) if has_npz else []
+    return H.section("realdata", "Real data", parts)
+
+
+def _peers_folder(options: ReportOptions) -> Path:
+    return options.peers if options.peers is not None else options.results / "peers"
+
+
+def _npz_part(ctx: Context) -> list[str]:
+    task = data.NPZ_TASK
+    splits = sorted({k[1] for k in ctx.stats if k[0] == task})
+    columns = tables.expression_columns(ctx.metrics_of(task))
+    runs = [r for r in ctx.runs if r.task == task]
+    npz = data.run_setting(runs, "npz")
+    intro = (
+        f"Expression baselines on the external tensor{f' {npz}' if npz else ''} "
+        "(DeepChrome-style binarised histone marks, TSS ± 5 kb), scored by k-fold cross-"
+        "validation over genes (split 'cv'; one chromosome, so no chromosome split). hicmix "
+        "models need Hi-C tiles, so only the baselines run here; mean ± sd over seeds."
+    )
+    parts = [f"<h3>Expression, external tensor ({H.esc(task)})</h3>", H.paragraph(intro)]
+    for split in splits:
+        parts.append(_task_tables(ctx, task, columns, split))
+    parts += _npz_figures(ctx, runs)
+    if _realdata(ctx) or runs:
+        parts.append(
+            H.paragraph(
+                "The docs' own figures on this tensor (5-fold CV, seed 0) are in the reference "
+                "block below.",
+                "note",
+            )
+        )
+    return parts
+
+
+def _npz_figures(ctx: Context, runs: Sequence[PredictionRun]) -> list[str]:
+    curves, notes, used = [], [], []
+    for method in sorted({r.method for r in runs}):
+        pairs = sorted({(r.train_cell, r.test_cell) for r in runs if r.method == method})
+        run = data.pick_run(runs, data.NPZ_TASK, method, *pairs[0], ctx.options.seed)
+        if run is None:
+            notes.append(f"{method}: no expression.tsv")
+            continue
+        try:
+            curves.append(_npz_scores(run))
+            used.append(run)
+        except _READ_ERRORS as error:
+            notes.append(f"{method} ({run.file}): {error}")
+    out = []
+    if curves:
+        seeds = ", ".join(f"{c.method} seed {c.seed}" for c in curves)
+        png = figures.roc_pr_png(curves, "external tensor, cross-validated genes, above median")
+        caption = (
+            "Each gene scored by the fold that held it out; class = above the median of the "
+            f"fold's training genes. From {seeds}."
+        )
+        out.append(
+            H.image(png, "external tensor ROC and PR", caption, _made_by(ctx, _run_targets(used)))
+        )
+    if notes:
+        out.append(H.paragraph("Skipped: " + "; ".join(notes) + ".", "note"))
+    return out
+
+
+def _npz_scores(run: PredictionRun) -> figures.Scores:
+    frame = pd.read_csv(run.file, sep="\t")
+    truth = frame["truth"].to_numpy(dtype=np.float64)
+    folds = frame["fold"].to_numpy()
+    threshold = np.full(truth.shape, np.nan)
+    for fold in np.unique(folds):
+        held = folds == fold
+        threshold[held] = np.nanmedian(truth[~held])
+    return _class_scores(run, truth, _score_column(frame), threshold)
+
+
 def _reference(ctx: Context) -> str:
     if not _realdata(ctx):
         return ""
@@ -620,11 +856,28 @@ def _reference(ctx: Context) -> str:
     return f"<aside class='reference'>{H.section('reference', title, parts)}</aside>"
 
 
+def _snake_args(opts: ReportOptions, targets: Sequence[str] = ()) -> list[str]:
+    """snakemake --cores N [targets] [--configfile ...]: --configfile takes every word after it,
+    so it comes last."""
+    snake = ["snakemake", "--cores", opts.cores or "N", *targets]
+    if opts.snakemake_configfiles:
+        snake += ["--configfile", *opts.snakemake_configfiles]
+    return snake
+
+
+def _made_by(ctx: Context, targets: Sequence[str | Path] = ()) -> str:
+    """The snakemake command that makes a figure's inputs (its run folders, or metrics.tsv)."""
+    files = [str(t) for t in targets] or [str(ctx.options.metrics)]
+    return " ".join(shlex.quote(a) for a in _snake_args(ctx.options, files))
+
+
+def _run_targets(runs: Sequence[PredictionRun]) -> list[Path]:
+    return [r.path / "metrics.tsv" for r in runs]
+
+
 def _commands(ctx: Context) -> str:
     opts = ctx.options
-    snake = ["snakemake", "--cores", opts.cores or "N"]
-    if opts.snakemake_configfiles:  # snakemake takes several files after one --configfile
-        snake += ["--configfile", *opts.snakemake_configfiles]
+    snake = _snake_args(opts)
     report = ["hicmix", "report", "--metrics", str(opts.metrics), "--results", str(opts.results)]
     if opts.config_file:
         report += ["--config-file", str(opts.config_file)]

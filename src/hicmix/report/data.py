@@ -7,6 +7,7 @@ each holds ``predictions.tsv`` (loops), ``predictions.h5`` (hicmap) or ``express
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ PREDICTION_FILES = {
     "loops": "predictions.tsv",
     "hicmap": "predictions.h5",
     "expression": "expression.tsv",
+    "expression_npz": "expression.tsv",
 }
 PACKAGES = (
     "hicmix",
@@ -36,6 +38,15 @@ PACKAGES = (
     "matplotlib",
     "snakemake",
 )
+
+
+#: tasks of metrics.tsv shown inside another task's section: genome-wide calling in the loops
+#: section (metrics prefixed ``gw_``), the baselines' learning curve in the expression section
+FOLDED_TASKS = {"loops_genomewide": "loops", "expression_learning_curve": "expression"}
+#: the external expression tensor (k-fold CV, split ``cv``): the real-data section
+NPZ_TASK = "expression_npz"
+_LC_COUNT = re.compile(r"n_train_genes_n(\w+)")
+_LC_ALL = re.compile(r".+_nall")
 
 
 class Stat(NamedTuple):
@@ -166,3 +177,59 @@ def is_realdata_run(config: Mapping[str, Any] | None, cell_lines: Iterable[str])
     tests = [e.replace(",", "").replace("_", "") for e in split_entries(config).get("test", [])]
     chr20_b = any(re.fullmatch(r"(chr)?20:37825000-", entry) for entry in tests)
     return chr20_b and "GM12878" in set(cell_lines)
+
+
+def fold_tasks(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], int]]:
+    """(metrics table with FOLDED_TASKS renamed, {(train, test): training genes of "all"}).
+
+    Genome-wide calling metrics become loops metrics named ``gw_<metric>`` (``gw_f1_r1``); the
+    learning-curve rows become expression rows ``<metric>_n<size>``. Their ``_nall`` rows repeat
+    the method's main expression rows (same model) and their ``n_train_genes_n<size>`` rows are
+    counts, so both are dropped; the count of ``all`` labels the curve's last point.
+    """
+    table = table.copy()
+    gw = table["task"] == "loops_genomewide"
+    table.loc[gw, "metric"] = "gw_" + table.loc[gw, "metric"].astype(str)
+    lc = table["task"] == "expression_learning_curve"
+    counts = table[lc & (table["metric"] == "n_train_genes_nall")]
+    n_all = {
+        (str(train), str(test)): round(float(group["value"].median()))
+        for (train, test), group in counts.groupby(["train_cell_line", "cell_line"])
+        if group["value"].notna().any()
+    }
+    metric = table["metric"].astype(str)
+    drop = lc & (metric.str.fullmatch(_LC_COUNT) | metric.str.fullmatch(_LC_ALL))
+    table = table[~drop.to_numpy()].copy()
+    table["task"] = table["task"].replace(FOLDED_TASKS)
+    return table.reset_index(drop=True), n_all
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    path = folder / "summary.json"
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def train_median(folder: Path, train_cell: str | None = None) -> float | None:
+    """The training genes' median expression recorded in a run's summary.json, else in the
+    summary of its same-cell run (``{train}/{train}/seed<n>`` next to a transfer run), or None."""
+    value = _summary(folder).get("train_median")
+    if value is None and train_cell and folder.parent.name != train_cell:
+        value = _summary(folder.parent.parent / train_cell / folder.name).get("train_median")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def run_setting(runs: Iterable[PredictionRun], key: str) -> str | None:
+    """The first value of ``key`` in the runs' summary.json files (e.g. the npz path)."""
+    for run in runs:
+        value = _summary(run.path).get(key)
+        if value is not None:
+            return str(value)
+    return None

@@ -189,3 +189,98 @@ def scatter_png(truth: np.ndarray, prediction: np.ndarray, title: str) -> bytes:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
+
+
+@dataclass
+class PeerBars:
+    """Per tool (bench/peers.py): F1 at ±1 and ±2 bins, wall and scoring seconds."""
+
+    tools: list[str]
+    f1: list[float]
+    f1_r2: list[float]
+    wall: list[float]
+    score: list[float]
+
+
+def _tool_colors(tools: Sequence[str]) -> list[str]:
+    from hicmix.report.tables import is_ours
+
+    colors, n_ours, n_base = [], 0, 0
+    for tool in tools:
+        if is_ours(tool):
+            colors.append(_OURS_COLORS[n_ours % len(_OURS_COLORS)])
+            n_ours += 1
+        else:
+            colors.append(_BASE_COLORS[n_base % len(_BASE_COLORS)])
+            n_base += 1
+    return colors
+
+
+def peers_png(bars: PeerBars, recall: Mapping[str, Mapping[str, float]], bar_f1: float) -> bytes:
+    """F1 (±1, ±2) and wall time per tool, and recall per distance stratum (when given)."""
+    plt = _pyplot()
+    panels = 3 if recall else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 0.35 * len(bars.tools) + 2.4))
+    colors = _tool_colors(bars.tools)
+    y = np.arange(len(bars.tools))
+    _f1_panel(axes[0], bars, y, colors, bar_f1)
+    _time_panel(axes[1], bars, y, colors)
+    if recall:
+        _recall_panel(axes[2], bars.tools, recall, colors)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _f1_panel(ax: Any, bars: PeerBars, y: np.ndarray, colors: Sequence[str], bar: float) -> None:
+    from matplotlib.patches import Patch as plt_patch
+
+    ax.barh(y - 0.2, np.nan_to_num(bars.f1), height=0.4, color=colors)
+    ax.barh(y + 0.2, np.nan_to_num(bars.f1_r2), height=0.4, color=colors, alpha=0.45)
+    handles = [
+        plt_patch(color="0.35", label="F1 ±1 (dark)"),
+        plt_patch(color="0.35", alpha=0.45, label="F1 ±2 (light)"),
+    ]
+    for yi, value in zip(y, bars.f1, strict=True):
+        if np.isfinite(value):
+            ax.text(value + 0.01, yi - 0.2, f"{value:.3f}", va="center", fontsize=7)
+    line = ax.axvline(bar, color="black", linestyle="--", linewidth=1, label=f"bar {bar:.2f}")
+    ax.set_yticks(y, bars.tools, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="F1, region B")
+    ax.set_title("accuracy", fontsize=10)
+    ax.legend(handles=[*handles, line], fontsize=7, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _time_panel(ax: Any, bars: PeerBars, y: np.ndarray, colors: Sequence[str]) -> None:
+    ax.barh(y, np.nan_to_num(bars.wall), height=0.6, color=colors, alpha=0.5)
+    score = np.asarray(bars.score, dtype=float)
+    has = np.isfinite(score)
+    ax.barh(y[has], score[has], height=0.6, color="none", edgecolor="black", hatch="///")
+    for yi, wall, sc in zip(y, bars.wall, score, strict=True):
+        label = f"{wall:.0f} s" + (f" (score {sc:.1f} s)" if np.isfinite(sc) else "")
+        if np.isfinite(wall):
+            ax.text(wall * 1.02, yi, label, va="center", fontsize=7)
+    ax.set_yticks(y, [""] * len(y))
+    ax.invert_yaxis()
+    right = np.nanmax(np.asarray(bars.wall, dtype=float)) if np.isfinite(bars.wall).any() else 1
+    ax.set(xlim=(0, right * 1.6), xlabel="seconds")
+    ax.set_title("wall time (hatched: whole-chromosome scoring)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _recall_panel(
+    ax: Any, tools: Sequence[str], recall: Mapping[str, Mapping[str, float]], colors: Sequence[str]
+) -> None:
+    strata = list(recall)
+    x = np.arange(len(strata))
+    width = 0.8 / max(len(tools), 1)
+    for i, (tool, color) in enumerate(zip(tools, colors, strict=True)):
+        values = [recall[s].get(tool, np.nan) for s in strata]
+        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(values), width, color=color, label=tool)
+    ax.set_xticks(x, strata, fontsize=8)
+    ax.set(ylim=(0, 1.4), ylabel="recall", xlabel="anchor distance")
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_title("recall by distance stratum", fontsize=10)
+    ax.legend(fontsize=6, ncol=3, loc="upper center")
+    ax.grid(axis="y", alpha=0.3)

@@ -20,7 +20,10 @@ nav{font-size:90%;margin:0.4em 0 1em}nav a{margin-right:1.2em}
 table{border-collapse:collapse;margin:0.4em 0 1em;font-size:88%}
 th,td{border:1px solid #d5d5d5;padding:3px 9px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
-tr.ours td{background:#fdf2f0}tr.decay td{background:#f4f6f8}
+tr.ours td{background:#fdf2f0}
+table.peers th{white-space:normal;vertical-align:bottom}
+td.wrap{white-space:normal;min-width:16em;max-width:28em;font-size:90%}
+tr.decay td{background:#f4f6f8}
 .tw{overflow-x:auto}
 .meta td,.meta th{text-align:left;white-space:normal}
 .sentences li{margin:0.25em 0}
@@ -32,7 +35,7 @@ tr.ours td{background:#fdf2f0}tr.decay td{background:#f4f6f8}
 .refbadge{display:inline-block;background:#666;color:#fff;font-size:80%;padding:1px 8px;
   border-radius:3px}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:88%;color:#555}
+figcaption{font-size:88%;color:#555}.cmd code{font-size:92%;overflow-wrap:anywhere}
 details{margin:0.6em 0}summary{cursor:pointer;color:#2a5db0}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:0.6em;font-size:85%;white-space:pre-wrap;
   overflow-wrap:anywhere}
@@ -92,10 +95,14 @@ def key_values(rows: Sequence[tuple[str, str]]) -> str:
     return f"<table class='meta'>{cells}</table>"
 
 
-def image(png: bytes, alt: str, caption: str | None = None) -> str:
-    """A figure with the PNG embedded as a base64 data: URI."""
+def image(png: bytes, alt: str, caption: str | None = None, command: str | None = None) -> str:
+    """A figure with the PNG embedded as a base64 data: URI; ``command`` (the shell command that
+    made its inputs) is shown under the caption."""
     data = base64.b64encode(png).decode("ascii")
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    text = esc(caption) if caption else ""
+    if command:
+        text += f"<br><span class='cmd'>command: <code>{esc(command)}</code></span>"
+    cap = f"<figcaption>{text}</figcaption>" if text else ""
     return f"<figure><img alt='{esc(alt)}' src='data:image/png;base64,{data}'>{cap}</figure>"
 
 

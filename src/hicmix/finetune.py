@@ -766,6 +766,47 @@ def load_finetuned(
 # the run
 
 
+def write_map_predictions(
+    path: str | Path, sets: Sequence[tuple], attrs: Mapping[str, Any]
+) -> Path:
+    """``predictions.h5`` (the hicmix finetune layout): ``pred``/``true``/``mask`` (N, W, W),
+    ``bins``, ``distance`` and string datasets ``split``, ``cell_line``, ``chrom``, ``gene_id``."""
+    import h5py
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([np.asarray(pred[key]) for _, _, pred, _ in sets])
+
+    strings = h5py.string_dtype()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        pred = cat("pred").astype(np.float32)
+        chunks = (1, *pred.shape[1:])
+        handle.create_dataset("pred", data=pred, chunks=chunks, **gz)
+        handle.create_dataset("true", data=cat("true").astype(np.float32), chunks=chunks, **gz)
+        handle.create_dataset("mask", data=cat("mask").astype(np.uint8), chunks=chunks, **gz)
+        handle.create_dataset("bins", data=cat("bins").astype(np.int64))
+        handle.create_dataset("distance", data=cat("distance").astype(np.int64))
+        columns: dict[str, list[str]] = {"split": [], "cell_line": [], "chrom": []}
+        genes: list[str] = []
+        for split, cell, _, index in sets:
+            columns["split"] += [split] * len(index)
+            columns["cell_line"] += [cell] * len(index)
+            columns["chrom"] += index["chrom"].astype(str).tolist()
+            genes += index["gene_id"].astype(str).tolist() if "gene_id" in index else []
+        if len(genes) == len(columns["split"]):
+            columns["gene_id"] = genes
+        for key, values in columns.items():
+            handle.create_dataset(key, data=np.asarray(values, dtype=object), dtype=strings)
+        handle.attrs.update(
+            {
+                **dict(attrs),
+                "layout": "pred/true/mask (N, W, W): rows = bins bin_x - W//2 ... of each "
+                "window (diagonal TSS windows); mask 1 = valid pixel",
+            }
+        )
+    return Path(path)
+
+
 @dataclass
 class _Best:
     epoch: int = 0
@@ -1187,48 +1228,14 @@ class _Run:
         return self._write_map_predictions(sets)
 
     def _write_map_predictions(self, sets: Sequence[tuple]) -> Path:
-        import h5py
-
-        def cat(key: str) -> np.ndarray:
-            return np.concatenate([pred[key] for _, _, pred, _ in sets])
-
-        def text(values: list[str]) -> np.ndarray:
-            return np.asarray(values, dtype=object)
-
-        strings = h5py.string_dtype()
-        path = self.out / "predictions.h5"
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-            gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-            pred = cat("pred").astype(np.float32)
-            chunks = (1, *pred.shape[1:])
-            handle.create_dataset("pred", data=pred, chunks=chunks, **gz)
-            handle.create_dataset("true", data=cat("true").astype(np.float32), chunks=chunks, **gz)
-            handle.create_dataset("mask", data=cat("mask").astype(np.uint8), chunks=chunks, **gz)
-            handle.create_dataset("bins", data=cat("bins").astype(np.int64))
-            handle.create_dataset("distance", data=cat("distance").astype(np.int64))
-            columns: dict[str, list[str]] = {"split": [], "cell_line": [], "chrom": []}
-            genes: list[str] = []
-            for split, cell, _, index in sets:
-                columns["split"] += [split] * len(index)
-                columns["cell_line"] += [cell] * len(index)
-                columns["chrom"] += index["chrom"].astype(str).tolist()
-                genes += index["gene_id"].astype(str).tolist() if "gene_id" in index else []
-            if len(genes) == len(columns["split"]):
-                columns["gene_id"] = genes
-            for key, values in columns.items():
-                handle.create_dataset(key, data=text(values), dtype=strings)
-            handle.attrs.update(
-                {
-                    "task": self.task,
-                    "method": self.method,
-                    "hic_transform": self.manifests[0]["hic_transform"],
-                    "window_bins": int(self.manifests[0]["window_bins"]),
-                    "resolution": int(self.manifests[0]["resolution"]),
-                    "layout": "pred/true/mask (N, W, W): rows = bins bin_x - W//2 ... of each "
-                    "window (diagonal TSS windows); mask 1 = valid pixel",
-                }
-            )
-        return path
+        attrs = {
+            "task": self.task,
+            "method": self.method,
+            "hic_transform": self.manifests[0]["hic_transform"],
+            "window_bins": int(self.manifests[0]["window_bins"]),
+            "resolution": int(self.manifests[0]["resolution"]),
+        }
+        return write_map_predictions(self.out / "predictions.h5", sets, attrs)
 
     def finish(self) -> dict[str, Any]:
         self._restore_best()

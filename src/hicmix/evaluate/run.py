@@ -132,42 +132,10 @@ def write_expression_predictions(path: str | Path, sets: Sequence[PredictionSet]
 def write_map_predictions(
     path: str | Path, sets: Sequence[PredictionSet], attrs: Mapping[str, Any]
 ) -> Path:
-    """``predictions.h5`` (the hicmix finetune layout): ``pred``/``true``/``mask`` (N, W, W),
-    ``bins``, ``distance`` and string datasets ``split``, ``cell_line``, ``chrom``, ``gene_id``."""
-    import h5py
+    """``predictions.h5`` in the layout of :func:`hicmix.finetune.write_map_predictions`."""
+    from hicmix.finetune import write_map_predictions as write
 
-    def cat(key: str) -> np.ndarray:
-        return np.concatenate([np.asarray(pred[key]) for _, _, pred, _ in sets])
-
-    strings = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
-        gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-        pred = cat("pred").astype(np.float32)
-        chunks = (1, *pred.shape[1:])
-        handle.create_dataset("pred", data=pred, chunks=chunks, **gz)
-        handle.create_dataset("true", data=cat("true").astype(np.float32), chunks=chunks, **gz)
-        handle.create_dataset("mask", data=cat("mask").astype(np.uint8), chunks=chunks, **gz)
-        handle.create_dataset("bins", data=cat("bins").astype(np.int64))
-        handle.create_dataset("distance", data=cat("distance").astype(np.int64))
-        columns: dict[str, list[str]] = {"split": [], "cell_line": [], "chrom": []}
-        genes: list[str] = []
-        for split, cell, _, index in sets:
-            columns["split"] += [split] * len(index)
-            columns["cell_line"] += [cell] * len(index)
-            columns["chrom"] += index["chrom"].astype(str).tolist()
-            genes += index["gene_id"].astype(str).tolist() if "gene_id" in index else []
-        if len(genes) == len(columns["split"]):
-            columns["gene_id"] = genes
-        for key, values in columns.items():
-            handle.create_dataset(key, data=np.asarray(values, dtype=object), dtype=strings)
-        handle.attrs.update(
-            {
-                **dict(attrs),
-                "layout": "pred/true/mask (N, W, W): rows = bins bin_x - W//2 ... of each "
-                "window (diagonal TSS windows); mask 1 = valid pixel",
-            }
-        )
-    return Path(path)
+    return write(path, sets, attrs)
 
 
 def write_predictions(

@@ -255,6 +255,7 @@ E2E = {
     "simulate": {"n_chromosomes": 6, "chrom_length_mb": [6, 3, 3, 3, 3, 3]},
     "window_bins": 16,
     "track_subbin_bp": 1000,
+    "loops": {"candidate_ratio": 4},
     "tasks": {
         "seeds": [0, 1],
         "device": "cpu",

@@ -31,6 +31,7 @@ from hicmix.finetune import (
     masked_mse,
     model_inputs,
     predict_windows,
+    task_loss,
     write_finetune_config,
 )
 from hicmix.model.heads import HicMapHead, TssTrackBranch
@@ -559,3 +560,108 @@ def test_model_inputs_pass_tss_keys():
     assert set(inputs) == {"distance", "tracks", "hic", "tss_position", "strand"}
     del batch["tss_position"], batch["strand"]
     assert set(model_inputs(batch, "bimodal", torch.device("cpu"))) == {"distance", "tracks", "hic"}
+
+
+# ----------------------------------------------------------------------------- loop candidates
+@pytest.fixture(scope="module")
+def candidate_tiles(genome: dict) -> Path:
+    """The loop kinds of the genome with loop candidates (2 negatives per loop)."""
+    out = genome["root"] / "tiles" / "SIMA_candidates"
+    manifest = json.loads((genome["tiles"] / "manifest.json").read_text())
+    tile_cell_line(
+        cell_line="SIMA", assembly="sim1", hic=genome["root"] / "SIMA.cool",
+        tracks={c: manifest["inputs"]["tracks"][c]["path"] for c in manifest["channels"]},
+        loops=manifest["inputs"]["loops"]["path"], splits=SPLIT, window_bins=W, stride_bins=4,
+        subbin_bp=SUBBIN, kinds=["loops", "loop_candidates"], candidate_ratio=2.0,
+        progress=False, out=out,
+    )  # fmt: skip
+    return out
+
+
+def _spy_pos_weight(monkeypatch) -> list:
+    import hicmix.finetune as ft
+
+    seen: list = []
+
+    def spy(task, outputs, batch, stats=None, pos_weight=None):
+        seen.append(pos_weight)
+        return task_loss(task, outputs, batch, stats, pos_weight)
+
+    monkeypatch.setattr(ft, "task_loss", spy)
+    return seen
+
+
+def test_loops_train_on_candidates_with_pos_weight(
+    candidate_tiles: Path, monkeypatch, tmp_path: Path
+):
+    seen = _spy_pos_weight(monkeypatch)
+    out = tmp_path / "cand"
+    finetune("loops", "bimodal", [candidate_tiles], None, RUN, out, 0, None, "cpu", max_epochs=1,
+             progress=False)  # fmt: skip
+    card = json.loads((out / "model" / "card.json").read_text())
+    loops = {s: _index(candidate_tiles, "loops", s) for s in ("train", "val")}
+    cands = {s: _index(candidate_tiles, "loop_candidates", s) for s in ("train", "val")}
+    assert len(cands["train"]) > 0 and len(cands["val"]) > 0
+    assert card["n_train_loop_candidates"] == len(cands["train"])
+    assert card["n_train_samples"] == len(loops["train"]) + len(cands["train"])
+    assert card["n_val_samples"] == len(loops["val"])
+    assert card["n_selection_samples"] == len(loops["val"]) + len(cands["val"])
+    labels = np.r_[loops["train"]["label"], cands["train"]["label"]]
+    n_pos = int(labels.sum())
+    assert card["loop_pos_weight"] == pytest.approx((len(labels) - n_pos) / n_pos)
+    assert card["loop_pos_weight"] > 1  # the candidates add more negatives than positives
+    assert seen and all(w == card["loop_pos_weight"] for w in seen)  # every step weighs positives
+    # reported val / test predictions are the loop tiles' only (candidates never scored there)
+    pred = pd.read_csv(out / "predictions.tsv", sep="\t")
+    for split in ("val", "test"):
+        index = _index(candidate_tiles, "loops", split)
+        got = pred[pred["split"] == split][["chrom", "bin_x", "bin_y"]].to_numpy().tolist()
+        assert sorted(map(tuple, got)) == sorted(
+            map(tuple, index[["chrom", "bin_x", "bin_y"]].to_numpy().tolist())
+        )
+
+
+def test_loops_without_candidates(
+    genome: dict, candidate_tiles: Path, monkeypatch, tmp_path: Path, caplog
+):
+    seen = _spy_pos_weight(monkeypatch)
+    # switched off in the config, and ignored by tracks_only (it never sees observed Hi-C)
+    for mode, run in (("bimodal", {**RUN, "loop_candidates": False}), ("tracks_only", RUN)):
+        out = tmp_path / mode
+        finetune("loops", mode, [candidate_tiles], None, run, out, 0, None, "cpu", max_epochs=1,
+                 progress=False)  # fmt: skip
+        card = json.loads((out / "model" / "card.json").read_text())
+        assert card["n_train_loop_candidates"] == 0 and card["loop_pos_weight"] is None
+        assert card["n_train_samples"] == len(_index(candidate_tiles, "loops", "train"))
+        assert card["n_selection_samples"] == card["n_val_samples"]
+    assert seen and all(w is None for w in seen)
+    # tiles without candidates (default config): a warning, and training as before
+    caplog.set_level("WARNING", logger="hicmix.finetune")
+    finetune("loops", "bimodal", [genome["other"]], None, RUN, tmp_path / "none", 0, None,
+             "cpu", max_epochs=1, progress=False)  # fmt: skip
+    assert "have no loop_candidates" in caplog.text
+    card = json.loads((tmp_path / "none" / "model" / "card.json").read_text())
+    assert card["n_train_loop_candidates"] == 0 and card["loop_pos_weight"] is None
+    with pytest.raises(ConfigError, match="loop_candidates"):
+        FinetuneConfig.from_dict({"loop_candidates": "yes"})
+
+
+def test_task_loss_pos_weight_matches_torch():
+    torch.manual_seed(0)
+    logits = torch.randn(7)
+    label = torch.tensor([1.0, 0, 0, 1, 0, 0, 0])
+    outputs, batch = {"logits": logits}, {"label": label}
+    weighted = task_loss("loops", outputs, batch, None, 2.5)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, label, pos_weight=torch.tensor(2.5)
+    )
+    torch.testing.assert_close(weighted, want)
+    manual = -(2.5 * label * torch.nn.functional.logsigmoid(logits)
+               + (1 - label) * torch.nn.functional.logsigmoid(-logits)).mean()  # fmt: skip
+    torch.testing.assert_close(weighted, manual)
+    plain = task_loss("loops", outputs, batch, None, None)
+    torch.testing.assert_close(
+        plain, torch.nn.functional.binary_cross_entropy_with_logits(logits, label)
+    )
+    assert weighted > plain
+    torch.testing.assert_close(task_loss("loops", outputs, batch, None, 1.0), plain)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hicmix import TILE_FORMAT_VERSION
 from hicmix.balance import balance_hic
 from hicmix.cli import cli
-from hicmix.errors import InputError
+from hicmix.errors import ConfigError, InputError
 from hicmix.hic import open_hic, read_band, read_expected
 from hicmix.simulate import ASSAYS, simulate_genome
 from hicmix.tiles import TileDataset, load_manifest, tile_cell_line
@@ -422,13 +422,15 @@ def test_cli(genome: dict, tmp_path: Path) -> None:
         args += ["--track", f"{assay}={genome['tracks'][assay]}"]
     args += ["--loops", str(genome["loops"]), "--chromosomes", "chr2,chr3", "--split", "val=chr2"]
     args += ["--split", "test=chr3", "--window-bins", str(W), "--subbin-bp", str(SUBBIN)]
-    args += ["--shard-size", "16", "--out", str(out)]
+    args += ["--shard-size", "16", "--candidate-ratio", "1.5", "--out", str(out)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1].startswith(f"tiled SIMA into {out}: pretrain 0/")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["channels"] == ["CTCF", "ATAC"] and manifest["splits"]["test"] == ["chr3"]
     assert sorted(p.name for p in (out / "pretrain").glob("*.h5"))[0] == "test-000.h5"
+    assert manifest["options"]["candidate_ratio"] == 1.5 and "loop_candidates" in manifest["kinds"]
+    assert set(_index(out, "loop_candidates")["split"]) == {"val"}  # chr3 (test): none written
     bad = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "other"), "--chromosomes", "chr9"])
     assert bad.exit_code == 1 and bad.stderr.startswith("error: ") and "chr9" in bad.stderr
 
@@ -523,3 +525,124 @@ def test_tss_fields_in_shards_and_old_tiles_default_to_zero(
     item = TileDataset(old, "tss", "train")[0]
     assert (item["tss_offset"].item(), item["strand"].item()) == (0, 0)
     assert item["tss_position"].item() == W // 2 * P
+
+
+# ----------------------------------------------------------------------------- loop candidates
+CANDIDATE_RATIO = 2.0
+
+
+@pytest.fixture(scope="module")
+def candidates(genome: dict) -> tuple[Path, dict]:
+    """The default kinds (pretrain, loops, loop_candidates, tss) with candidates turned on."""
+    out = genome["root"] / "tiles_candidates"
+    return out, tile_cell_line(out=out, **_kwargs(genome, candidate_ratio=CANDIDATE_RATIO))
+
+
+def _cheb_to_loops(rows: pd.DataFrame, loops: pd.DataFrame) -> np.ndarray:
+    """Chebyshev distance (bins) of each row's centre pixel to the nearest loop."""
+    if len(loops) == 0:
+        return np.full(len(rows), np.inf)
+    cheb = np.maximum(
+        np.abs(rows["bin_x"].to_numpy()[:, None] - loops["i"].to_numpy()[None]),
+        np.abs(rows["bin_y"].to_numpy()[:, None] - loops["j"].to_numpy()[None]),
+    )
+    return cheb.min(axis=1)
+
+
+def test_loop_candidates_splits_and_labels(
+    genome: dict, tiles: tuple[Path, dict], candidates: tuple[Path, dict]
+) -> None:
+    out, manifest = candidates
+    assert manifest["kinds"] == ["pretrain", "loops", "loop_candidates", "tss"]
+    assert manifest["options"]["candidate_ratio"] == CANDIDATE_RATIO
+    assert "loop_candidates" not in tiles[1]["kinds"]  # off by default
+    assert tiles[1]["options"]["candidate_ratio"] == 0.0
+    index = _index(out, "loop_candidates")
+    assert list(index["sample"]) == list(range(len(index)))
+    # train / val only: no test rows, nothing on the test chromosome, no test shard
+    assert set(index["split"]) == {"train", "val"}
+    assert "chr3" not in set(index["chrom"])
+    assert (index["split"] == index["chrom"].map({"chr1": "train", "chr2": "val"})).all()
+    assert not list((out / "loop_candidates").glob("test-*.h5"))
+    counts = manifest["counts"]["loop_candidates"]
+    assert counts.get("test", 0) == 0
+    assert {s: n for s, n in counts.items() if n} == index["split"].value_counts().to_dict()
+    dropped = manifest["dropped"]["loop_candidates"]
+    assert dropped["test_split_not_written"] > 0 and dropped["near_loop"] > 0
+    # labels: positives within 1 bin of a BEDPE loop, negatives beyond the exclusion radius
+    positives = _positives(genome)
+    exclusion = manifest["options"]["exclusion_bins"]
+    assert exclusion == 2
+    for chrom, rows in index.groupby("chrom"):
+        dist = _cheb_to_loops(rows, positives[positives["chrom"] == chrom])
+        label = rows["label"].to_numpy()
+        assert set(label) <= {0, 1}
+        assert (dist[label == 1] <= 1).all()
+        assert (dist[label == 0] > exclusion).all()
+    train = index[index["split"] == "train"]
+    assert (train["label"] == 1).any() and (train["label"] == 0).any()
+    assert not index.duplicated(["chrom", "bin_x", "bin_y"]).any()
+    lo, hi = manifest["options"]["loop_min_bp"] // RES, manifest["options"]["loop_max_bp"] // RES
+    assert index["distance_bins"].between(lo, hi).all()
+    # at most candidate_ratio negatives per in-range loop of the chromosome
+    span = positives["j"] - positives["i"]
+    in_range = positives[(span >= lo) & (span <= hi)]
+    for chrom, rows in index.groupby("chrom"):
+        n_loops = int((in_range["chrom"] == chrom).sum())
+        assert (rows["label"] == 0).sum() <= round(CANDIDATE_RATIO * n_loops)
+    # shards agree with the index; the Dataset reads the kind
+    for shard, rows in index.groupby("shard"):
+        with h5py.File(out / "loop_candidates" / shard, "r") as handle:
+            np.testing.assert_array_equal(handle["label"][:][rows["row"]], rows["label"])
+            np.testing.assert_array_equal(handle["bins"][:][rows["row"], 1], rows["bin_y"])
+    dataset = TileDataset(out, "loop_candidates", ["train", "val"])
+    assert len(dataset) == len(index)
+    item = dataset[len(dataset) - 1]
+    assert item["label"].item() == index["label"].iloc[-1]
+    assert item["hic"].shape == (1, W, W)
+
+
+def test_loop_candidates_leave_loops_unchanged_and_are_deterministic(
+    genome: dict, tiles: tuple[Path, dict], candidates: tuple[Path, dict]
+) -> None:
+    out, manifest = candidates
+    base, base_manifest = tiles
+    for kind in ("pretrain", "loops", "tss"):  # the other kinds are untouched by candidates
+        pd.testing.assert_frame_equal(_index(out, kind), _index(base, kind))
+        assert manifest["counts"][kind] == base_manifest["counts"][kind]
+    for shard in (base / "loops").glob("*.h5"):
+        with h5py.File(shard, "r") as x, h5py.File(out / "loops" / shard.name, "r") as y:
+            np.testing.assert_array_equal(x["hic"][:], y["hic"][:])
+            np.testing.assert_array_equal(x["label"][:], y["label"][:])
+    # a second run (only the loop kinds) gives the same candidates, byte for byte
+    again = genome["root"] / "tiles_candidates_again"
+    second = tile_cell_line(
+        out=again,
+        **_kwargs(genome, candidate_ratio=CANDIDATE_RATIO, kinds=["loops", "loop_candidates"]),
+    )
+    assert second["counts"]["loop_candidates"] == manifest["counts"]["loop_candidates"]
+    for kind in ("loops", "loop_candidates"):
+        assert (again / kind / "index.tsv").read_bytes() == (out / kind / "index.tsv").read_bytes()
+    files = sorted(p.name for p in (out / "loop_candidates").glob("*.h5"))
+    assert files == sorted(p.name for p in (again / "loop_candidates").glob("*.h5"))
+    for name in files:
+        with (
+            h5py.File(out / "loop_candidates" / name, "r") as x,
+            h5py.File(again / "loop_candidates" / name, "r") as y,
+        ):
+            for key in ("hic", "tracks", "bins", "label"):
+                np.testing.assert_array_equal(x[key][:], y[key][:])
+
+
+def test_loop_candidates_config_errors(genome: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="candidate_ratio"):
+        tile_cell_line(out=tmp_path / "a", **_kwargs(genome, candidate_ratio=-0.5))
+    with pytest.raises(ConfigError, match="loop_candidates tiles need a loops BEDPE"):
+        tile_cell_line(out=tmp_path / "b", **_kwargs(genome, loops=None, kinds=["loop_candidates"]))
+    # candidates are a loops option: without a BEDPE, a positive ratio writes no candidate kind
+    manifest = tile_cell_line(
+        out=tmp_path / "c",
+        **_kwargs(genome, loops=None, genes=None, chromosomes=["chr3"], candidate_ratio=1.0),
+    )
+    assert manifest["kinds"] == ["pretrain"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -131,6 +131,12 @@ class FinetuneConfig:
     pixel's z-score within its genomic diagonal (mean and sd of the training windows, stored in the
     model) and de-standardises its output, so the map is decay + predicted deviation; ``raw``
     regresses the tile values directly (MIX-HIC), which mostly learns the decay.
+    ``loop_candidates`` (loops task, modes that read Hi-C): also train on, and select the epoch
+    with, the tiles' loop candidates (the observed-Hi-C enrichment maxima that genome-wide calling
+    scores, see ``hicmix tiles --candidate-ratio``) when the training tiles have them, with
+    positives weighted so that the classes weigh alike (a score of 0.5 still means 1:1 odds on
+    balanced patches). A tracks_only model never sees those candidates when it calls, so it
+    trains on the balanced patches alone.
     """
 
     size: str = "base"
@@ -149,6 +155,7 @@ class FinetuneConfig:
     augment: bool = False
     channel_dropout: float = 0.0
     hicmap_target: str = "diagonal_zscore"
+    loop_candidates: bool = True
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -180,8 +187,11 @@ class FinetuneConfig:
                 f"run config hicmap_target {self.hicmap_target!r} is unknown; use one of "
                 f"{', '.join(HICMAP_TARGETS)}"
             )
-        if not isinstance(self.augment, bool):
-            raise ConfigError(f"run config augment is {self.augment!r}; use true or false")
+        for name in ("augment", "loop_candidates"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"run config {name} is {getattr(self, name)!r}; use true or false"
+                )
         if not 0 <= self.channel_dropout < 1:
             raise ConfigError(
                 f"run config channel_dropout {self.channel_dropout} must lie in [0, 1)"
@@ -447,11 +457,15 @@ def task_loss(
     outputs: Mapping[str, torch.Tensor],
     batch: Mapping[str, torch.Tensor],
     stats: LabelStats | None = None,
+    pos_weight: float | None = None,
 ) -> torch.Tensor:
-    """Float32 training loss of one batch (``batch`` on the outputs' device)."""
+    """Float32 training loss of one batch (``batch`` on the outputs' device); ``pos_weight``
+    weighs the positives of the loops task."""
     if task == "loops":
+        logits = outputs["logits"].float()
+        weight = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
         return nn.functional.binary_cross_entropy_with_logits(
-            outputs["logits"].float(), batch["label"].float()
+            logits, batch["label"].float(), pos_weight=weight
         )
     if task == "hicmap":
         scale = outputs.get("map_scale")
@@ -884,6 +898,9 @@ class _Run:
                     f"in the {name} split; fine-tuning needs both (val selects the epoch); "
                     "retile with a split that leaves samples in train and val"
                 )
+        self.select_set, self.pos_weight, self.n_candidates = self.val_set, None, 0
+        if task == "loops" and cfg.loop_candidates and mode != "tracks_only":
+            self._add_loop_candidates()
         self.stats, self.train_median = LabelStats(), None
         if task == "expression":
             self.stats, self.train_median = _label_stats(self.train_set)
@@ -897,6 +914,33 @@ class _Run:
         self._build_model()
 
     # ------------------------------------------------------------------ setup
+    def _add_loop_candidates(self) -> None:
+        """Train on the loop tiles plus the callers' candidates; select on both val sets."""
+        from hicmix.tiles import TileDataset
+
+        have = [
+            d for d, m in zip(self.train_dirs, self.manifests, strict=True)
+            if "loop_candidates" in m.get("kinds", [])
+        ]  # fmt: skip
+        if not have:
+            log.warning(
+                "tiles %s have no loop_candidates: training on the balanced loop patches only "
+                "(retile with --candidate-ratio > 0 for genome-wide calling)",
+                ", ".join(map(str, self.train_dirs)),
+            )
+            return
+        train = TileDataset(have, "loop_candidates", ["train"])
+        val = TileDataset(have, "loop_candidates", ["val"])
+        labels = np.concatenate(
+            [self.train_set.index["label"].to_numpy(), train.index["label"].to_numpy()]
+        )
+        n_pos = int((labels > 0.5).sum())
+        self.pos_weight = float((len(labels) - n_pos) / max(n_pos, 1))
+        self.n_candidates = len(train)
+        self.train_set = torch.utils.data.ConcatDataset([self.train_set, train])
+        if len(val):
+            self.select_set = torch.utils.data.ConcatDataset([self.val_set, val])
+
     def _build_model(self) -> None:
         from hicmix.model import MixHiC, ModelGeometry, model_config, parameter_groups
 
@@ -973,7 +1017,7 @@ class _Run:
                 outputs = self.model.forward_task(
                     model_inputs(batch, self.mode, self.device), self.task, self.mode
                 )
-            loss = task_loss(self.task, outputs, targets, self.stats)
+            loss = task_loss(self.task, outputs, targets, self.stats, self.pos_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
@@ -1002,7 +1046,7 @@ class _Run:
         )
 
     def _validate(self) -> tuple[float, float]:
-        pred = self._predict(self.val_set)
+        pred = self._predict(self.select_set)
         return prediction_loss(self.task, pred, self.stats), selection_score(self.task, pred)
 
     def train(self) -> None:
@@ -1102,11 +1146,15 @@ class _Run:
             "epoch": self.best.epoch,
             "step": self.best.step,
             "selection_metric": SELECTION_METRICS[self.task],
+            "selection_set": "val loops + val loop candidates" if self.n_candidates else "val",
             "metrics": {"val": {SELECTION_METRICS[self.task]: self.best.metric}},
             "label_standardisation": self.stats.to_dict() if self.task == "expression" else None,
             "train_median": self.train_median,
             "n_train_samples": len(self.train_set),
             "n_val_samples": len(self.val_set),
+            "n_train_loop_candidates": self.n_candidates,
+            "n_selection_samples": len(self.select_set),
+            "loop_pos_weight": self.pos_weight,
             "device": self.device.type,
             "precision": "bf16" if self.dtype == torch.bfloat16 else "fp32",
             "hicmix_version": __version__,
@@ -1249,8 +1297,9 @@ class _Run:
         with atomic_path(self.out / "run_config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         summary = self._summary(sets, rows, predictions)
-        self.train_set.close()
-        self.val_set.close()
+        for data in (self.train_set, self.select_set, self.val_set):
+            for part in getattr(data, "datasets", [data]):  # the parts of a ConcatDataset
+                part.close()
         write_json(self.out / "summary.json", summary)
         return summary
 

@@ -52,7 +52,7 @@ from hicmix.transforms import (
 
 log = logging.getLogger(__name__)
 
-KINDS = ("pretrain", "loops", "tss")
+KINDS = ("pretrain", "loops", "loop_candidates", "tss")
 INDEX_COLUMNS = (
     "sample",
     "kind",
@@ -70,6 +70,7 @@ INDEX_COLUMNS = (
 LABEL_COLUMNS = {
     "pretrain": (),
     "loops": ("label",),
+    "loop_candidates": ("label",),
     "tss": ("gene_id", "expression", "tss_offset", "strand"),
 }
 #: per-sample TSS datasets of tss shards (int64; absent elsewhere and in older tiles: read as 0)
@@ -92,6 +93,8 @@ SHARD_ATTRS = (*COMPAT_FIELDS, "cell_line", "assembly", "hic_scale")
 
 GENE_CHROM_COLUMN = "chrom"
 PEAK_RATIO_MIN = 0.1
+CANDIDATE_LABEL_RADIUS = 1  # a loop candidate this close (Chebyshev bins) to a loop is a positive
+CANDIDATE_STREAM = 1  # random stream of candidate negatives (apart from the loops' negatives)
 _BATCH = 128  # samples cut and written at once: bounds memory to a few x _BATCH x C x 2WP floats
 _NEGATIVE_ROUNDS = 20
 # gzip 4 without the shuffle filter: on simulated and real (ENCODE chr21) tiles shuffle made every
@@ -364,6 +367,7 @@ class _LoopParams:
     max_bins: int
     negative_ratio: float
     exclusion_bins: int
+    candidate_ratio: float = 0.0
 
 
 def _exclusion_codes(i: np.ndarray, j: np.ndarray, radius: int, n_bins: int) -> np.ndarray:
@@ -487,6 +491,47 @@ def _loop_samples(
     target = round(params.negative_ratio * len(pos))
     neg = _negatives(ctx, band, chrom, length, excluded, dist, target, params, rng)
     return _Samples.concat([pos, neg]).sorted()
+
+
+def _candidate_samples(
+    ctx: _Context,
+    band: Any,
+    chrom: str,
+    length: int,
+    loops: pd.DataFrame,
+    params: _LoopParams,
+    seed: int,
+) -> _Samples:
+    """Hard examples for loop models: the genome-wide callers' candidates (HICCUPS-like donut
+    enrichment maxima, :func:`hicmix.predict.loops.enrichment_mask`) within the loop distance
+    range. Candidates within ``CANDIDATE_LABEL_RADIUS`` of a loop are positives, those farther
+    than ``exclusion_bins`` negatives (``candidate_ratio`` per loop, drawn at random), the rest are
+    dropped. Test-split candidates are not written: they exist only to train and select models."""
+    from hicmix.predict.loops import PrefilterSettings, enrichment_mask, pixel_labels
+
+    lo, hi = params.min_bins, min(params.max_bins, band.max_diag - 1)
+    if lo > hi:
+        return _Samples.empty()
+    keep = enrichment_mask(band.values, lo, hi, PrefilterSettings("enrichment"))
+    i, d = np.nonzero(keep.T)
+    j = i + d + lo
+    li, lj = _loop_bins(loops, ctx.resolution)
+    truth = pd.DataFrame({"bin1": li, "bin2": lj})
+    positive = pixel_labels(i, j, truth, CANDIDATE_LABEL_RADIUS)
+    near = pixel_labels(i, j, truth, params.exclusion_bins) & ~positive
+    ctx.drop("loop_candidates", "near_loop", int(near.sum()))
+    negative = np.flatnonzero(~positive & ~near)
+    in_range = (lj - li >= params.min_bins) & (lj - li <= params.max_bins)
+    target = min(len(negative), round(params.candidate_ratio * int(in_range.sum())))
+    rng = np.random.default_rng([int(seed), zlib.crc32(chrom.encode()), CANDIDATE_STREAM])
+    negative = np.sort(rng.choice(negative, size=target, replace=False))
+    chosen = np.sort(np.concatenate([np.flatnonzero(positive), negative]))
+    half = ctx.window // 2
+    cand = _Samples(i[chosen] - half, j[chosen] - half, positive[chosen].astype(np.float32))
+    samples = _screen(ctx, band, chrom, length, cand, "loop_candidates", check_peak=True)
+    test = samples.split == "test"
+    ctx.drop("loop_candidates", "test_split_not_written", int(test.sum()))
+    return samples.take(~test).sorted()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -728,7 +773,7 @@ def _write_index_rows(
             shard[k],
             row[k],
         ]
-        if out.kind == "loops":
+        if out.kind in ("loops", "loop_candidates"):
             fields.append(int(part.label[k]))
         elif out.kind == "tss":
             fields += [part.gene_id[k], _format_float(part.label[k])]
@@ -833,9 +878,10 @@ def _check_params(window: int, stride: int, resolution: int, subbin_bp: int, **m
         raise ConfigError(
             f"shard_size is {more['shard_size']}; set it to a positive number of samples"
         )
-    if more["negative_ratio"] < 0 or more["exclusion_bins"] < 0:
+    if more["negative_ratio"] < 0 or more["exclusion_bins"] < 0 or more["candidate_ratio"] < 0:
         raise ConfigError(
-            "negative_ratio and exclusion_bins must not be negative; fix the tiles config"
+            "negative_ratio, candidate_ratio and exclusion_bins must not be negative; fix the "
+            "tiles config"
         )
     if more["loop_min_bp"] > more["loop_max_bp"]:
         raise ConfigError("loop_min_bp is above loop_max_bp; swap them in the tiles config")
@@ -872,6 +918,7 @@ def tile_cell_line(
     loop_max_bp: int = 2_000_000,
     negative_ratio: float = 1.0,
     exclusion_bins: int = 2,
+    candidate_ratio: float = 0.0,
     shard_size: int = 1024,
     seed: int = 0,
     kinds: Sequence[str] | None = None,
@@ -886,7 +933,7 @@ def tile_cell_line(
     check_hic_transform(hic_transform)
     check_track_transform(track_transform)
     spec = splits if isinstance(splits, SplitSpec) else SplitSpec.from_mapping(splits)
-    kinds = _resolve_kinds(kinds, loops, genes)
+    kinds = _resolve_kinds(kinds, loops, genes, candidate_ratio)
     clr, resolution = _open_hic(hic)
     channels = list(tracks)
     _check_params(
@@ -898,6 +945,7 @@ def tile_cell_line(
         shard_size=shard_size,
         negative_ratio=negative_ratio,
         exclusion_bins=exclusion_bins,
+        candidate_ratio=candidate_ratio,
         loop_min_bp=loop_min_bp,
         loop_max_bp=loop_max_bp,
         channels=channels,
@@ -911,10 +959,11 @@ def tile_cell_line(
         max_bins=loop_max_bp // resolution,
         negative_ratio=negative_ratio,
         exclusion_bins=exclusion_bins,
+        candidate_ratio=candidate_ratio,
     )
     max_offdiag_bins = (max_offdiag_bp // resolution) if "pretrain" in kinds else 0
     max_diag = window_bins + max_offdiag_bins
-    if "loops" in kinds:
+    if "loops" in kinds or "loop_candidates" in kinds:
         max_diag = max(max_diag, loop_params.max_bins + window_bins)
 
     ctx = _Context(
@@ -939,7 +988,7 @@ def tile_cell_line(
         ctx.expected = _training_expected(expected, hic_sizes, chroms, spec, max_diag)
 
     loop_table = gene_table = None
-    if "loops" in kinds:
+    if "loops" in kinds or "loop_candidates" in kinds:
         loop_table, skipped = read_loops(loops, hic_sizes)
         for reason, n in skipped.items():
             ctx.drop("loops", reason, n)
@@ -996,7 +1045,7 @@ def tile_cell_line(
             inputs={
                 "hic": hic,
                 "expected": expected,
-                "loops": loops if "loops" in kinds else None,
+                "loops": loops if loop_table is not None else None,
                 "genes": genes if "tss" in kinds else None,
             },
             tracks=tracks,
@@ -1009,6 +1058,7 @@ def tile_cell_line(
                 "loop_max_bp": loop_max_bp,
                 "negative_ratio": negative_ratio,
                 "exclusion_bins": exclusion_bins,
+                "candidate_ratio": candidate_ratio,
                 "shard_size": shard_size,
                 "expression_column": (expression_column or cell_line) if "tss" in kinds else None,
                 "strand_column": strand_column if "tss" in kinds else None,
@@ -1019,14 +1069,18 @@ def tile_cell_line(
     return manifest
 
 
-def _resolve_kinds(kinds: Sequence[str] | None, loops: Any, genes: Any) -> list[str]:
+def _resolve_kinds(
+    kinds: Sequence[str] | None, loops: Any, genes: Any, candidate_ratio: float = 0.0
+) -> list[str]:
     if kinds is None:
-        kinds = ["pretrain"] + (["loops"] if loops else []) + (["tss"] if genes else [])
+        loop_kinds = ["loops"] + (["loop_candidates"] if candidate_ratio > 0 else [])
+        kinds = ["pretrain"] + (loop_kinds if loops else []) + (["tss"] if genes else [])
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ConfigError(f"unknown tile kind(s) {unknown}; choose from {', '.join(KINDS)}")
-    if "loops" in kinds and not loops:
-        raise ConfigError("loop tiles need a loops BEDPE; pass --loops")
+    for kind in ("loops", "loop_candidates"):
+        if kind in kinds and not loops:
+            raise ConfigError(f"{kind} tiles need a loops BEDPE; pass --loops")
     if "tss" in kinds and not genes:
         raise ConfigError("tss tiles need a gene table; pass --genes")
     return [k for k in KINDS if k in kinds]
@@ -1104,6 +1158,9 @@ def _tile_chromosome(
         elif kind == "loops":
             mine = loop_table[loop_table["chrom"] == chrom]
             samples = _loop_samples(ctx, band, chrom, length, mine, loop_params, rng)
+        elif kind == "loop_candidates":
+            mine = loop_table[loop_table["chrom"] == chrom]
+            samples = _candidate_samples(ctx, band, chrom, length, mine, loop_params, seed)
         else:
             cand = _tss_samples(ctx, gene_table[gene_table["chrom"] == chrom])
             samples = _screen(ctx, band, chrom, length, cand, kind, check_peak=False)

@@ -189,6 +189,7 @@ def tiles_flags(wildcards):
         "--loop-max-bp": config["loops"]["max_bp"],
         "--negative-ratio": config["loops"]["negative_ratio"],
         "--exclusion-bins": config["loops"]["exclusion_bins"],
+        "--candidate-ratio": config["loops"]["candidate_ratio"],
         "--shard-size": config["tiles"]["shard_size"],
         "--seed": config["seed"],
     }

@@ -65,6 +65,14 @@ def _splits(values: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--loop-max-bp", default=2_000_000, show_default=True, type=int)
 @click.option("--negative-ratio", default=1.0, show_default=True, type=float)
 @click.option("--exclusion-bins", default=2, show_default=True, type=int)
+@click.option(
+    "--candidate-ratio",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Also write loop_candidates tiles (train/val enrichment maxima) with this many negatives "
+    "per loop; 0 = none.",
+)
 @click.option("--shard-size", default=1024, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", required=True, help="Tile folder to write (replaced atomically).")

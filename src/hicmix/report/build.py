@@ -251,7 +251,10 @@ def _loops(ctx: Context) -> str:
         H.paragraph(
             "Every candidate pixel of the test region is scored, neighbouring hits are pooled "
             "into loops and the calls are matched one-to-one against the reference loops within "
-            "±N bins. This is the protocol to lead with."
+            "±N bins. This is the protocol to lead with. Our fine-tuned models score the "
+            "HICCUPS-like donut-enrichment maxima of the observed map; they train on the balanced "
+            "patches plus those candidates of the training chromosomes (loop_candidates tiles), "
+            "and their threshold is chosen on the validation chromosomes."
         ),
         _task_tables(ctx, "loops", gw, split)
         if gw

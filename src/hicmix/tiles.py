@@ -196,9 +196,11 @@ def _tracks():
     return tracks
 
 
-def _chrom_rng(seed: int, chrom: str) -> np.random.Generator:
-    """A generator that depends only on (seed, chromosome), so chromosome order does not matter."""
-    return np.random.default_rng([int(seed), zlib.crc32(chrom.encode())])
+def _chrom_rng(seed: int, chrom: str, stream: int = 0) -> np.random.Generator:
+    """A generator that depends only on (seed, chromosome, stream), so chromosome order does not
+    matter; stream 0 is the loops' negatives (its entropy is unchanged since before streams)."""
+    key = [int(seed), zlib.crc32(chrom.encode())] + ([int(stream)] if stream else [])
+    return np.random.default_rng(key)
 
 
 def _pretrain_samples(ctx: _Context, n_bins: int, stride: int, max_offdiag_bins: int) -> _Samples:
@@ -523,7 +525,7 @@ def _candidate_samples(
     negative = np.flatnonzero(~positive & ~near)
     in_range = (lj - li >= params.min_bins) & (lj - li <= params.max_bins)
     target = min(len(negative), round(params.candidate_ratio * int(in_range.sum())))
-    rng = np.random.default_rng([int(seed), zlib.crc32(chrom.encode()), CANDIDATE_STREAM])
+    rng = _chrom_rng(seed, chrom, CANDIDATE_STREAM)
     negative = np.sort(rng.choice(negative, size=target, replace=False))
     chosen = np.sort(np.concatenate([np.flatnonzero(positive), negative]))
     half = ctx.window // 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,24 +301,36 @@ def _patch_tables(ctx: Context, patch: Sequence[Column], split: str) -> list[str
     return out
 
 
+def _method_curves(
+    ctx: Context,
+    table: Table,
+    task: str,
+    pairing: tuple[str, str],
+    read: Callable[[PredictionRun], figures.Scores],
+) -> tuple[list[figures.Scores], list[str], list[PredictionRun]]:
+    """Scores of every method of ``table`` for one (train, test) pairing, read from its picked
+    run; a method without a run or with an unreadable one becomes a note instead."""
+    train, test = pairing
+    curves, notes, used = [], [], []
+    methods = dict.fromkeys(r.method for r in table.rows if (r.train, r.test) == pairing)
+    for method in methods:
+        run = data.pick_run(ctx.runs, task, method, train, test, ctx.options.seed)
+        if run is None:
+            notes.append(f"{method}: no {data.PREDICTION_FILES[task]}")
+            continue
+        try:
+            curves.append(read(run))
+            used.append(run)
+        except _READ_ERRORS as error:
+            notes.append(f"{method} ({run.file}): {error}")
+    return curves, notes, used
+
+
 def _roc_figures(ctx: Context, patch: Sequence[Column]) -> list[str]:
     table = tables.build_table(ctx.stats, "loops", ctx.options.split, patch)
     out = []
     for train, test in _pairings(table):
-        curves, notes = [], []
-        used = []
-        for method in dict.fromkeys(
-            r.method for r in table.rows if (r.train, r.test) == (train, test)
-        ):
-            run = data.pick_run(ctx.runs, "loops", method, train, test, ctx.options.seed)
-            if run is None:
-                notes.append(f"{method}: no predictions.tsv")
-                continue
-            try:
-                curves.append(_loop_scores(run))
-                used.append(run)
-            except _READ_ERRORS as error:
-                notes.append(f"{method} ({run.file}): {error}")
+        curves, notes, used = _method_curves(ctx, table, "loops", (train, test), _loop_scores)
         if curves:
             seeds = ", ".join(sorted({f"{c.method} seed {c.seed}" for c in curves}))
             png = figures.roc_pr_png(curves, f"{train} → {test}, test patches (1:1)")
@@ -599,19 +611,9 @@ def _expression_roc(ctx: Context, columns: Sequence[Column]) -> list[str]:
     table = tables.build_table(ctx.stats, "expression", ctx.options.split, columns)
     out = []
     for train, test in _pairings(table)[:2]:
-        curves, notes, used = [], [], []
-        for method in dict.fromkeys(
-            r.method for r in table.rows if (r.train, r.test) == (train, test)
-        ):
-            run = data.pick_run(ctx.runs, "expression", method, train, test, ctx.options.seed)
-            if run is None:
-                notes.append(f"{method}: no expression.tsv")
-                continue
-            try:
-                curves.append(_expression_scores(run))
-                used.append(run)
-            except _READ_ERRORS as error:
-                notes.append(f"{method} ({run.file}): {error}")
+        curves, notes, used = _method_curves(
+            ctx, table, "expression", (train, test), _expression_scores
+        )
         if curves:
             seeds = ", ".join(sorted({f"{c.method} seed {c.seed}" for c in curves}))
             png = figures.roc_pr_png(curves, f"{train} → {test}, test genes, above median")
